@@ -1,0 +1,2 @@
+//! hwbp-sim: a deterministic multi-CPU machine for hwbp-core.
+#![forbid(unsafe_code)]

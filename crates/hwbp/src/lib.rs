@@ -1,0 +1,1 @@
+//! hwbp: hardware watchpoints on Linux.
