@@ -17,9 +17,11 @@ pub mod access;
 pub mod arch;
 pub mod attr;
 pub mod error;
+pub mod regfile;
 pub mod spec;
 
 pub use access::Access;
 pub use attr::{BpAttr, PoolKind};
-pub use error::{ErrorClass, RuleError};
+pub use error::{ErrorClass, PlanError, RuleError};
+pub use regfile::{RegFile, WatchId};
 pub use spec::{Privilege, Region, Spec};
