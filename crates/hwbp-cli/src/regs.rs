@@ -1,0 +1,98 @@
+//! How each architecture's registers are shown: text lines and JSON.
+//!
+//! The one place in the CLI that speaks hardware words (DR7, WCR, DAWR); everything else is
+//! generic over [`hwbp_core::arch::Arch`]. Not for: encoding (hwbp-core does that).
+
+use std::fmt::Write as _;
+
+use hwbp_core::arch::x86_64::{DR7_GE, DR7_LE, X86_64};
+use hwbp_core::arch::Arch;
+use hwbp_core::RegFile;
+use serde_json::{json, Value};
+
+/// An [`Arch`] whose register file the CLI can print.
+pub trait ShowRegs: Arch + Sized {
+    /// Appends the register section's lines (each indented by two spaces).
+    fn regs_text(file: &RegFile<Self>, out: &mut String);
+
+    /// The `registers` member of `--json` output.
+    fn regs_json(file: &RegFile<Self>) -> Value;
+}
+
+fn hex(v: u64) -> String {
+    format!("{v:#x}")
+}
+
+fn bytes(n: u64) -> String {
+    if n == 1 {
+        "1 byte".to_owned()
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+/// x86-64: DR0–DR3 then DR7, decoded slot by slot (Intel SDM Vol. 3B §18.2.4:
+/// Gn = bit 2n+1, R/Wn = bits 16+4n..17+4n, LENn = bits 18+4n..19+4n, LE bit 8, GE bit 9).
+impl ShowRegs for X86_64 {
+    fn regs_text(file: &RegFile<Self>, out: &mut String) {
+        let regs = file.regs();
+        let dr7 = regs.dr7;
+        for (n, addr) in regs.dr.iter().enumerate() {
+            let unused = if dr7.enabled(n as u32) {
+                ""
+            } else {
+                "  (unused)"
+            };
+            let _ = writeln!(out, "  DR{n}  {addr:#018x}{unused}");
+        }
+        let _ = writeln!(out, "  DR7  {:#018x}", dr7.0);
+        for n in 0..4u32 {
+            if !dr7.enabled(n) {
+                continue;
+            }
+            let nibble = (dr7.0 >> (16 + 4 * n)) & 0xf;
+            let (rw, len) = (nibble & 3, nibble >> 2);
+            let what = match rw {
+                0 => "execute".to_owned(),
+                1 => format!("write, {}", bytes(len_bytes(len))),
+                2 => "i/o".to_owned(),
+                _ => format!("read/write, {}", bytes(len_bytes(len))),
+            };
+            let enable = if dr7.0 & (2 << (2 * n)) != 0 {
+                'G'
+            } else {
+                'L'
+            };
+            let _ = writeln!(
+                out,
+                "       slot {n}: {enable}{n}, R/W{n}={rw:02b} LEN{n}={len:02b} ({what})"
+            );
+        }
+        for (bit, name) in [(DR7_LE, "LE (bit 8)"), (DR7_GE, "GE (bit 9)")] {
+            if dr7.0 & bit != 0 {
+                let _ = writeln!(out, "       {name}");
+            }
+        }
+    }
+
+    fn regs_json(file: &RegFile<Self>) -> Value {
+        let regs = file.regs();
+        json!({
+            "dr0": hex(regs.dr[0]),
+            "dr1": hex(regs.dr[1]),
+            "dr2": hex(regs.dr[2]),
+            "dr3": hex(regs.dr[3]),
+            "dr7": hex(regs.dr7.0),
+        })
+    }
+}
+
+/// DR7 LEN field: `00` = 1 byte, `01` = 2, `11` = 4, `10` = 8.
+fn len_bytes(len: u64) -> u64 {
+    match len {
+        0 => 1,
+        1 => 2,
+        3 => 4,
+        _ => 8,
+    }
+}

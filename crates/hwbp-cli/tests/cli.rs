@@ -1,0 +1,310 @@
+//! The `hwbp` binary, run as a user runs it: exact stdout, stderr and exit status.
+//!
+//! Register values are derived by hand in the comments. x86 DR7: Gn = bit 2n+1, GE = bit 9
+//! (0x200), slot n's nibble at bit 16+4n with R/W in its low two bits (00 execute, 01 write,
+//! 11 read/write) and LEN in its high two bits (00 = 1 byte, 01 = 2, 11 = 4, 10 = 8).
+
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+/// Runs `hwbp ARGS...`; returns (exit status, stdout, stderr).
+fn hwbp(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hwbp"))
+        .args(args)
+        .output()
+        .expect("the hwbp binary runs");
+    (
+        out.status.code().expect("exited, not killed"),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// Asserts a refusal: status 2, nothing on stdout, exactly `message` on stderr.
+fn refused(args: &[&str], message: &str) {
+    let (status, stdout, stderr) = hwbp(args);
+    assert_eq!(
+        (status, stdout.as_str(), stderr.as_str()),
+        (2, "", message),
+        "hwbp {args:?}"
+    );
+}
+
+mod plan_x86_64 {
+    use super::*;
+
+    #[test]
+    fn text_shows_pieces_sharing_and_registers() {
+        let (status, stdout, stderr) =
+            hwbp(&["plan", "--arch", "x86_64", "0x1003/8:w", "0x1004/4"]);
+        assert_eq!((status, stderr.as_str()), (0, ""));
+        // 0x1003/8 -> gdb's pieces 0x1003/1, 0x1004/4, 0x1008/2, 0x100a/1 in slots 0..3;
+        // 0x1004/4:w is slot 1's piece, shared.
+        // slot 0 w 1: R/W0=01 LEN0=00 -> 0x0001_0000 | G0 0x002
+        // slot 1 w 4: R/W1=01 LEN1=11 -> 0x00d0_0000 | G1 0x008
+        // slot 2 w 2: R/W2=01 LEN2=01 -> 0x0500_0000 | G2 0x020
+        // slot 3 w 1: R/W3=01 LEN3=00 -> 0x1000_0000 | G3 0x080
+        // GE 0x200 -> DR7 = 0x15d1_02aa
+        let expected = "\
+x86_64: 4 slots shared by breakpoints and watchpoints, 4 used
+
+watch 1: 0x1003/8:w, 4 pieces
+  slot 0  0x1003/1  w
+  slot 1  0x1004/4  w  (shared with watch 2)
+  slot 2  0x1008/2  w
+  slot 3  0x100a/1  w
+
+watch 2: 0x1004/4:w, 1 piece
+  slot 1  0x1004/4  w  (shared with watch 1)
+
+registers
+  DR0  0x0000000000001003
+  DR1  0x0000000000001004
+  DR2  0x0000000000001008
+  DR3  0x000000000000100a
+  DR7  0x0000000015d102aa
+       slot 0: G0, R/W0=01 LEN0=00 (write, 1 byte)
+       slot 1: G1, R/W1=01 LEN1=11 (write, 4 bytes)
+       slot 2: G2, R/W2=01 LEN2=01 (write, 2 bytes)
+       slot 3: G3, R/W3=01 LEN3=00 (write, 1 byte)
+       GE (bit 9)
+";
+        assert_eq!(stdout, expected);
+    }
+
+    #[test]
+    fn text_marks_unused_registers_and_execute() {
+        let (status, stdout, _) =
+            hwbp(&["plan", "--arch", "x86_64", "--slots", "2", "mem:0x401000:x"]);
+        assert_eq!(status, 0);
+        // perf's mem:ADDR:x defaults to sizeof(long); x86 encodes it LEN=00.
+        // slot 0 execute: R/W0=00 LEN0=00 -> nibble 0 | G0 0x2 | GE 0x200 = 0x0000_0202
+        let expected = "\
+x86_64: 2 slots shared by breakpoints and watchpoints, 1 used
+
+watch 1: 0x401000/8:x, 1 piece
+  slot 0  0x401000/1  x
+
+registers
+  DR0  0x0000000000401000
+  DR1  0x0000000000000000  (unused)
+  DR2  0x0000000000000000  (unused)
+  DR3  0x0000000000000000  (unused)
+  DR7  0x0000000000000202
+       slot 0: G0, R/W0=00 LEN0=00 (execute)
+       GE (bit 9)
+";
+        assert_eq!(stdout, expected);
+    }
+
+    #[test]
+    fn json_has_the_documented_members() {
+        let (status, stdout, stderr) = hwbp(&[
+            "plan",
+            "--arch",
+            "x86_64",
+            "--slots",
+            "3",
+            "--json",
+            "0x401000:x",
+            "0x2000/3:rw",
+        ]);
+        assert_eq!((status, stderr.as_str()), (0, ""));
+        let got: Value = serde_json::from_str(&stdout).expect("one JSON object");
+        // slot 0 x: R/W0=00 LEN0=00 -> 0 | G0 0x002
+        // slot 1 rw 2 at 0x2000: R/W1=11 LEN1=01 -> 0x7 at bit 20 = 0x0070_0000 | G1 0x008
+        // slot 2 rw 1 at 0x2002: R/W2=11 LEN2=00 -> 0x3 at bit 24 = 0x0300_0000 | G2 0x020
+        // GE 0x200 -> DR7 = 0x0370_022a
+        let chunk = |slot: u32, pool: &str, addr: &str, len: u64, access: &str| {
+            json!({
+                "slot": slot, "pool": pool, "addr": addr, "len": len, "access": access,
+                "window": {"addr": addr, "len": len}, "filter": false, "refs": 1,
+            })
+        };
+        let expected = json!({
+            "arch": "x86_64",
+            "capacity": 3,
+            "used": 3,
+            "watches": [
+                {"id": 1, "spec": "0x401000/8:x",
+                 "chunks": [chunk(0, "instruction", "0x401000", 1, "x")]},
+                {"id": 2, "spec": "0x2000/3:rw",
+                 "chunks": [chunk(1, "data", "0x2000", 2, "rw"),
+                            chunk(2, "data", "0x2002", 1, "rw")]},
+            ],
+            "registers": {
+                "dr0": "0x401000", "dr1": "0x2000", "dr2": "0x2002", "dr3": "0x0",
+                "dr7": "0x370022a",
+            },
+        });
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn default_arch_is_the_hosts() {
+        if !cfg!(target_arch = "x86_64") {
+            eprintln!("skipped: this host is not x86_64");
+            return;
+        }
+        let explicit = hwbp(&["plan", "--arch", "x86_64", "0x1000/8"]);
+        assert_eq!(hwbp(&["plan", "0x1000/8"]), explicit);
+        assert!(explicit.1.starts_with("x86_64: "));
+    }
+
+    #[test]
+    fn bad_spec_syntax() {
+        refused(
+            &["plan", "--arch", "x86_64", "0x1000/8", "0xzz"],
+            "hwbp: bad spec '0xzz': the address must be 0x-prefixed hex or decimal and fit in \
+             64 bits; expected ADDR[/LEN][:r|w|rw|x] or mem:ADDR[/LEN][:ACCESS], e.g. \
+             0x404050/8:w\n",
+        );
+        refused(
+            &["plan", "--arch", "x86_64", "0x1000:q"],
+            "hwbp: bad spec '0x1000:q': ACCESS must be r, w, rw or x; expected \
+             ADDR[/LEN][:r|w|rw|x] or mem:ADDR[/LEN][:ACCESS], e.g. 0x404050/8:w\n",
+        );
+        refused(
+            &["plan", "--arch", "x86_64", "mem:0x1000:rx"],
+            "hwbp: bad spec 'mem:0x1000:rx': execute (x) cannot be combined with r or w in one \
+             breakpoint; use two specs\n",
+        );
+    }
+
+    #[test]
+    fn region_rules() {
+        refused(
+            &["plan", "--arch", "x86_64", "0x1000/0"],
+            "hwbp: bad spec '0x1000/0': a watched region must be at least 1 byte long; give a \
+             LEN of 1 or more\n",
+        );
+        refused(
+            &["plan", "--arch", "x86_64", "0xffffffffffffffff/2"],
+            "hwbp: bad spec '0xffffffffffffffff/2': region 0xffffffffffffffff/2 wraps past the \
+             end of the address space; shorten it or lower the address\n",
+        );
+    }
+
+    #[test]
+    fn x86_rules() {
+        refused(
+            &["plan", "--arch", "x86_64", "0x1000/8:r"],
+            "hwbp: cannot plan 0x1000/8:r (spec 1 of 1) on x86_64: x86 debug registers cannot \
+             trap reads alone (R/W=10 is I/O); use rw, which traps reads and writes (gdb's \
+             rwatch does the same)\n",
+        );
+        refused(
+            &["plan", "--arch", "x86_64", "0x401000/4:x"],
+            "hwbp: cannot plan 0x401000/4:x (spec 1 of 1) on x86_64: an execute breakpoint names \
+             one instruction, not a 4-byte region; omit the length\n",
+        );
+        refused(
+            &["plan", "--arch", "x86_64", "0xffffffff81000000/8:w"],
+            "hwbp: cannot plan 0xffffffff81000000/8:w (spec 1 of 1) on x86_64: \
+             0xffffffff81000000 is a kernel address but kernel-mode accesses are excluded; ask \
+             for kernel privilege (the :k modifier) or watch a user address\n",
+        );
+        // A region running from user space into TASK_SIZE_MAX (0x7fff_ffff_f000): its second
+        // piece is a kernel address.
+        refused(
+            &["plan", "--arch", "x86_64", "0x7fffffffeff8/16:w"],
+            "hwbp: cannot plan 0x7fffffffeff8/16:w (spec 1 of 1) on x86_64: 0x7ffffffff000 is a \
+             kernel address but kernel-mode accesses are excluded; ask for kernel privilege \
+             (the :k modifier) or watch a user address\n",
+        );
+    }
+
+    #[test]
+    fn kernel_privilege_admits_kernel_addresses() {
+        let (status, stdout, _) = hwbp(&[
+            "plan",
+            "--arch",
+            "x86_64",
+            "--json",
+            "0xffffffff81000000/8:w:k",
+        ]);
+        assert_eq!(status, 0);
+        let got: Value = serde_json::from_str(&stdout).unwrap();
+        // slot 0 w 8: R/W0=01 LEN0=10 -> 0x9 at bit 16 | G0 0x2 | GE 0x200 = 0x0009_0202
+        assert_eq!(got["registers"]["dr7"], "0x90202");
+        assert_eq!(got["watches"][0]["spec"], "0xffffffff81000000/8:w:k");
+    }
+
+    #[test]
+    fn does_not_fit() {
+        // 0x1003/8 takes all four slots; 0x2001/2 needs two more (0x2001/1, 0x2002/1).
+        refused(
+            &["plan", "--arch", "x86_64", "0x1003/8", "0x2001/2"],
+            "hwbp: cannot plan 0x2001/2:w (spec 2 of 2) on x86_64: does not fit: this w watch \
+             needs 2 data slots but only 0 of 4 are free; watch a smaller or better-aligned \
+             region, or remove another watch\n",
+        );
+        // With --slots 2, 0x1001/7 (0x1001/1, 0x1002/2, 0x1004/4) needs three.
+        refused(
+            &["plan", "--arch", "x86_64", "--slots", "2", "0x1001/7"],
+            "hwbp: cannot plan 0x1001/7:w (spec 1 of 1) on x86_64: does not fit: this w watch \
+             needs 3 data slots but only 2 of 2 are free; watch a smaller or better-aligned \
+             region, or remove another watch\n",
+        );
+        // 1024 aligned bytes are 128 eight-byte pieces: the planner refuses before any slot.
+        refused(
+            &["plan", "--arch", "x86_64", "0x1000/1024:rw"],
+            "hwbp: cannot plan 0x1000/1024:rw (spec 1 of 1) on x86_64: does not fit: this rw \
+             watch needs 128 data slots but only 4 of 4 are free; watch a smaller or \
+             better-aligned region, or remove another watch\n",
+        );
+    }
+
+    #[test]
+    fn bad_slots() {
+        for n in ["0", "5"] {
+            refused(
+                &["plan", "--arch", "x86_64", "--slots", n, "0x1000"],
+                &format!(
+                    "hwbp: --slots {n}: x86_64 has 1 to 4 slots; pick a number in that range\n"
+                ),
+            );
+        }
+        refused(
+            &["plan", "--arch", "x86_64", "--slots", "x", "0x1000"],
+            "hwbp: invalid value 'x' for '--slots <N>': invalid digit found in string\n\n\
+             For more information, try '--help'.\n",
+        );
+    }
+}
+
+mod usage {
+    use super::*;
+
+    #[test]
+    fn bad_arch() {
+        refused(
+            &["plan", "--arch", "mips", "0x1000"],
+            "hwbp: invalid value 'mips' for '--arch <ARCH>'\n  [possible values: x86_64, arm64, \
+             power9, power10]\n\nFor more information, try '--help'.\n",
+        );
+    }
+
+    #[test]
+    fn missing_spec_and_subcommand() {
+        refused(
+            &["plan"],
+            "hwbp: the following required arguments were not provided:\n  <SPEC>...\n\nUsage: \
+             hwbp plan <SPEC>...\n\nFor more information, try '--help'.\n",
+        );
+        let (status, stdout, stderr) = hwbp(&[]);
+        assert_eq!((status, stdout.as_str()), (2, ""));
+        assert!(stderr.contains("Usage: hwbp <COMMAND>"), "{stderr}");
+    }
+
+    #[test]
+    fn help_is_not_an_error() {
+        let (status, stdout, stderr) = hwbp(&["plan", "--help"]);
+        assert_eq!((status, stderr.as_str()), (0, ""));
+        assert!(
+            stdout.contains("Usage: hwbp plan [OPTIONS] <SPEC>..."),
+            "{stdout}"
+        );
+    }
+}
