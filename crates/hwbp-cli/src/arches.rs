@@ -6,6 +6,7 @@ use std::fmt;
 
 use anyhow::anyhow;
 use clap::ValueEnum;
+use hwbp_core::arch::arm64::{Arm64, ARM_MAX_WRP};
 use hwbp_core::arch::x86_64::{HBP_NUM, X86_64};
 
 use crate::messages::Failure;
@@ -78,5 +79,14 @@ pub fn x86_64(slots: Option<u32>) -> Result<X86_64, Failure> {
         None => Ok(X86_64::new()),
         Some(n) => X86_64::with_slots(n)
             .ok_or_else(|| bad_slots(ArchName::X86_64, n, &format!("1 to {HBP_NUM}"))),
+    }
+}
+
+/// arm64 with `--slots` breakpoint and watchpoint registers each (2..=16; default 6 and 4).
+pub fn arm64(slots: Option<u32>) -> Result<Arm64, Failure> {
+    match slots {
+        None => Ok(Arm64::new()),
+        Some(n) => Arm64::with_slots(n, n)
+            .ok_or_else(|| bad_slots(ArchName::Arm64, n, &format!("2 to {ARM_MAX_WRP}"))),
     }
 }

@@ -21,7 +21,7 @@ pub struct Args {
     /// Architecture whose rules and registers to use [default: this host's]
     #[arg(long, value_enum)]
     arch: Option<ArchName>,
-    /// Usable slots per pool (x86_64: 1-4)
+    /// Usable slots per pool (x86_64: 1-4; arm64: 2-16, breakpoints and watchpoints each)
     #[arg(long, value_name = "N")]
     slots: Option<u32>,
     /// Print one JSON object instead of text
@@ -65,8 +65,9 @@ pub fn run(args: Args) -> Result<String, Failure> {
     let req = Request::from_args(args)?;
     match req.arch {
         ArchName::X86_64 => report(arches::x86_64(req.slots)?, &req),
+        ArchName::Arm64 => report(arches::arm64(req.slots)?, &req),
         other => Err(Failure::refused(anyhow!(
-            "--arch {other} is not in this build yet; use --arch x86_64"
+            "--arch {other} is not in this build yet; use --arch x86_64 or arm64"
         ))),
     }
 }

@@ -5,9 +5,10 @@
 
 use std::fmt::Write as _;
 
+use hwbp_core::arch::arm64::{decode_ctrl_reg, Arm64, Arm64Privilege, Arm64Type, DBG_HMC_HYP};
 use hwbp_core::arch::x86_64::{DR7_GE, DR7_LE, X86_64};
 use hwbp_core::arch::Arch;
-use hwbp_core::RegFile;
+use hwbp_core::{PoolKind, RegFile};
 use serde_json::{json, Value};
 
 /// An [`Arch`] whose register file the CLI can print.
@@ -94,5 +95,71 @@ fn len_bytes(len: u64) -> u64 {
         1 => 2,
         3 => 4,
         _ => 8,
+    }
+}
+
+/// arm64: every implemented breakpoint (`DBGBVR/DBGBCR<n>_EL1`) and watchpoint
+/// (`DBGWVR/DBGWCR<n>_EL1`) register pair, the control word decoded (Arm ARM D13.3:
+/// E = bit 0, PMC = bits 2:1, LSC = bits 4:3, BAS = bits 12:5, HMC = bit 13).
+impl ShowRegs for Arm64 {
+    fn regs_text(file: &RegFile<Self>, out: &mut String) {
+        let regs = file.regs();
+        let banks = [
+            ("DBGBVR", "DBGBCR", PoolKind::Inst, &regs.bvr, &regs.bcr),
+            ("DBGWVR", "DBGWCR", PoolKind::Data, &regs.wvr, &regs.wcr),
+        ];
+        for (value_name, ctrl_name, kind, values, ctrls) in banks {
+            for n in 0..file.capacity(kind) as usize {
+                let (value, ctrl) = (values[n], ctrls[n]);
+                let _ = write!(
+                    out,
+                    "  {value_name}{n:<2} {value:#018x}  {ctrl_name}{n:<2} {ctrl:#010x}"
+                );
+                if ctrl & 1 == 0 {
+                    let _ = writeln!(out, "  (unused)");
+                    continue;
+                }
+                let c = decode_ctrl_reg(ctrl);
+                let lsc = match c.ty {
+                    Arm64Type::Execute => "execute",
+                    Arm64Type::Load => "load",
+                    Arm64Type::Store => "store",
+                    Arm64Type::LoadStore => "load/store",
+                };
+                let pmc = match c.privilege {
+                    Arm64Privilege::El1 => "EL1",
+                    Arm64Privilege::El0 => "EL0",
+                    Arm64Privilege::El0AndEl1 => "EL0+EL1",
+                    Arm64Privilege::Reserved => "none",
+                };
+                let hmc = if ctrl & DBG_HMC_HYP != 0 { " HMC" } else { "" };
+                let _ = writeln!(
+                    out,
+                    "  E PMC={:02b} ({pmc}) LSC={:02b} ({lsc}) BAS={:08b}{hmc}",
+                    c.privilege.code(),
+                    c.ty.code(),
+                    c.bas
+                );
+            }
+        }
+    }
+
+    fn regs_json(file: &RegFile<Self>) -> Value {
+        let regs = file.regs();
+        let mut slots = Vec::new();
+        for (kind, values, ctrls) in [
+            (PoolKind::Inst, &regs.bvr, &regs.bcr),
+            (PoolKind::Data, &regs.wvr, &regs.wcr),
+        ] {
+            for n in 0..file.capacity(kind) as usize {
+                slots.push(json!({
+                    "pool": kind.as_str(),
+                    "slot": n,
+                    "value": hex(values[n]),
+                    "ctrl": hex(u64::from(ctrls[n])),
+                }));
+            }
+        }
+        Value::Array(slots)
     }
 }

@@ -308,3 +308,154 @@ mod usage {
         );
     }
 }
+
+mod plan_arm64 {
+    use super::*;
+
+    #[test]
+    fn text_shows_bas_pieces_and_both_register_banks() {
+        let (status, stdout, stderr) = hwbp(&[
+            "plan",
+            "--arch",
+            "arm64",
+            "--slots",
+            "2",
+            "0x1003/8:w",
+            "0x400000:x",
+        ]);
+        assert_eq!((status, stderr.as_str()), (0, ""));
+        // 0x1003/8 touches the doublewords at 0x1000 and 0x1008: bytes 3..7 of the first
+        // (BAS 0b1111_1000) and 0..2 of the second (BAS 0b0000_0111).
+        // DBGWCR0: BAS 0xf8 << 5 = 0x1f00 | LSC=10 store << 3 = 0x10 | PMC=10 EL0 << 1 = 0x4
+        //          | E 0x1 -> 0x1f15
+        // DBGWCR1: BAS 0x07 << 5 = 0xe0 | 0x10 | 0x4 | 0x1 -> 0xf5
+        // DBGBCR0: BAS 0x0f << 5 = 0x1e0 | LSC=00 | PMC=10 0x4 | E 0x1 -> 0x1e5
+        let expected = "\
+arm64: 2 instruction slots (1 used), 2 data slots (2 used)
+
+watch 1: 0x1003/8:w, 2 pieces
+  data slot 0  0x1003/5  w
+  data slot 1  0x1008/3  w
+
+watch 2: 0x400000/8:x, 1 piece
+  instruction slot 0  0x400000/1  x
+
+registers
+  DBGBVR0  0x0000000000400000  DBGBCR0  0x000001e5  E PMC=10 (EL0) LSC=00 (execute) BAS=00001111
+  DBGBVR1  0x0000000000000000  DBGBCR1  0x00000000  (unused)
+  DBGWVR0  0x0000000000001000  DBGWCR0  0x00001f15  E PMC=10 (EL0) LSC=10 (store) BAS=11111000
+  DBGWVR1  0x0000000000001008  DBGWCR1  0x000000f5  E PMC=10 (EL0) LSC=10 (store) BAS=00000111
+";
+        assert_eq!(stdout, expected);
+    }
+
+    #[test]
+    fn json_lists_value_and_ctrl_per_slot() {
+        let (status, stdout, stderr) = hwbp(&[
+            "plan",
+            "--arch",
+            "arm64",
+            "--json",
+            "0x1004/2:r",
+            "0x1004/2:r",
+        ]);
+        assert_eq!((status, stderr.as_str()), (0, ""));
+        let got: Value = serde_json::from_str(&stdout).unwrap();
+        // Identical pieces share data slot 0 (refs 2).
+        // DBGWCR0: BAS 0b0011_0000 (bytes 4, 5) << 5 = 0x600 | LSC=01 load << 3 = 0x8
+        //          | PMC=10 EL0 << 1 = 0x4 | E 0x1 -> 0x60d
+        let chunk = json!({
+            "slot": 0, "pool": "data", "addr": "0x1004", "len": 2, "access": "r",
+            "window": {"addr": "0x1004", "len": 2}, "filter": false, "refs": 2,
+        });
+        let mut registers = Vec::new();
+        for n in 0..6 {
+            registers
+                .push(json!({"pool": "instruction", "slot": n, "value": "0x0", "ctrl": "0x0"}));
+        }
+        registers.push(json!({"pool": "data", "slot": 0, "value": "0x1000", "ctrl": "0x60d"}));
+        for n in 1..4 {
+            registers.push(json!({"pool": "data", "slot": n, "value": "0x0", "ctrl": "0x0"}));
+        }
+        let expected = json!({
+            "arch": "arm64",
+            "capacity": {"instruction": 6, "data": 4},
+            "used": {"instruction": 0, "data": 1},
+            "watches": [
+                {"id": 1, "spec": "0x1004/2:r", "chunks": [chunk.clone()]},
+                {"id": 2, "spec": "0x1004/2:r", "chunks": [chunk]},
+            ],
+            "registers": registers,
+        });
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn arm64_rules() {
+        refused(
+            &["plan", "--arch", "arm64", "0x400002:x"],
+            "hwbp: cannot plan 0x400002/8:x (spec 1 of 1) on arm64: instructions start at \
+             multiples of 4, so a breakpoint at 0x400002 could never trigger; use the \
+             instruction's address\n",
+        );
+        refused(
+            &["plan", "--arch", "arm64", "0x400000/2:x"],
+            "hwbp: cannot plan 0x400000/2:x (spec 1 of 1) on arm64: an execute breakpoint names \
+             one instruction, not a 2-byte region; omit the length\n",
+        );
+        // A per-thread plan may not watch kernel addresses on arm64, even with :k.
+        refused(
+            &["plan", "--arch", "arm64", "0xffff000000001000/8:w:k"],
+            "hwbp: cannot plan 0xffff000000001000/8:w:k (spec 1 of 1) on arm64: \
+             0xffff000000001000 is a kernel address, and per-task breakpoints may only watch \
+             user addresses on this arch; bind the breakpoint to a CPU instead\n",
+        );
+        // Without :k too: arm64's hw_breakpoint_arch_parse() refuses the per-task kernel
+        // address before the generic exclude_kernel rule is reached.
+        refused(
+            &["plan", "--arch", "arm64", "0xffff000000001000/8:w"],
+            "hwbp: cannot plan 0xffff000000001000/8:w (spec 1 of 1) on arm64: \
+             0xffff000000001000 is a kernel address, and per-task breakpoints may only watch \
+             user addresses on this arch; bind the breakpoint to a CPU instead\n",
+        );
+    }
+
+    #[test]
+    fn does_not_fit() {
+        // 0x1003/100 runs from 0x1003 to 0x1066: doublewords 0x1000..=0x1060, 13 of them.
+        refused(
+            &["plan", "--arch", "arm64", "0x1003/100:w"],
+            "hwbp: cannot plan 0x1003/100:w (spec 1 of 1) on arm64: does not fit: this w watch \
+             needs 13 data slots but only 4 of 4 are free; watch a smaller or better-aligned \
+             region, or remove another watch\n",
+        );
+        // Two execute breakpoints with --slots 2 fit; a third does not.
+        refused(
+            &[
+                "plan",
+                "--arch",
+                "arm64",
+                "--slots",
+                "2",
+                "0x400000:x",
+                "0x400004:x",
+                "0x400008:x",
+            ],
+            "hwbp: cannot plan 0x400008/8:x (spec 3 of 3) on arm64: does not fit: this x watch \
+             needs 1 instruction slot but only 0 of 2 are free; watch a smaller or \
+             better-aligned region, or remove another watch\n",
+        );
+    }
+
+    #[test]
+    fn bad_slots() {
+        for n in ["1", "17"] {
+            refused(
+                &["plan", "--arch", "arm64", "--slots", n, "0x1000"],
+                &format!(
+                    "hwbp: --slots {n}: arm64 has 2 to 16 slots; pick a number in that range\n"
+                ),
+            );
+        }
+    }
+}

@@ -3,11 +3,13 @@
 
 use std::collections::BTreeMap;
 
+use hwbp_core::arch::arm64::Arm64;
 use hwbp_core::arch::x86_64::{encode_dr7_slot, gdb_piece_len, X86Regs, DR7_GE, X86_64};
 use hwbp_core::arch::{Arch, ParseCtx};
 use hwbp_core::regfile::Slot;
 use hwbp_core::{Access, PlanError, PoolKind, RegFile, Spec, WatchId};
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 
 use crate::common::check_plan_covers;
 
@@ -29,14 +31,114 @@ fn small_spec() -> impl Strategy<Value = Spec> {
 }
 
 fn ops() -> impl Strategy<Value = Vec<Op>> {
+    ops_with(
+        prop_oneof![
+            3 => small_spec(),
+            1 => (0x40_0000u64..0x40_0010).prop_map(|a| Spec::user(a, 1, Access::Execute)),
+        ]
+        .boxed(),
+    )
+}
+
+/// arm64: reads too, and execute breakpoints at instruction (4-byte) addresses.
+fn arm64_spec() -> BoxedStrategy<Spec> {
+    prop_oneof![
+        3 => (0u64..96, 1u64..20, prop_oneof![Just(Access::Read), Just(Access::Write), Just(Access::ReadWrite)])
+            .prop_map(|(off, len, access)| Spec::user(0x1000 + off, len, access)),
+        1 => (0u64..4).prop_map(|i| Spec::user(0x40_0000 + 4 * i, 4, Access::Execute)),
+    ]
+    .boxed()
+}
+
+fn ops_with(spec: BoxedStrategy<Spec>) -> impl Strategy<Value = Vec<Op>> {
     proptest::collection::vec(
         prop_oneof![
-            3 => small_spec().prop_map(Op::Insert),
+            3 => spec.prop_map(Op::Insert),
             2 => (0usize..8).prop_map(Op::Remove),
-            1 => (0x40_0000u64..0x40_0010).prop_map(|a| Op::Insert(Spec::user(a, 1, Access::Execute))),
         ],
         0..40,
     )
+}
+
+/// Applies `ops`; after each: a failed insert changed nothing, reference counts equal the
+/// live pieces naming each slot, `model` holds, and an empty file is exactly at its baseline.
+/// Finally removes everything and checks that the file is back at its baseline.
+fn run_ops<A: Arch + PartialEq>(
+    mut f: RegFile<A>,
+    ops: &[Op],
+    model: fn(&RegFile<A>),
+) -> Result<(), TestCaseError> {
+    let mut live: Vec<WatchId> = Vec::new();
+    let step = |f: &RegFile<A>| -> Result<(), TestCaseError> {
+        let mut pieces: BTreeMap<Slot, u32> = BTreeMap::new();
+        for w in f.watches() {
+            for p in w.pieces() {
+                *pieces.entry(p.slot).or_default() += 1;
+                prop_assert!(
+                    w.spec().region.contains(&p.chunk.covers) || !w.spec().access.is_data()
+                );
+            }
+        }
+        let refs: BTreeMap<Slot, u32> = f.occupied().map(|o| (o.slot, o.refs)).collect();
+        prop_assert_eq!(refs, pieces, "reference counts");
+        if f.is_empty() {
+            prop_assert_eq!(f.regs(), f.baseline());
+        }
+        model(f);
+        Ok(())
+    };
+    for op in ops {
+        match op {
+            Op::Insert(spec) => {
+                let before = f.clone();
+                match f.insert(spec) {
+                    Ok(id) => live.push(id),
+                    Err(e) => {
+                        prop_assert!(matches!(e, PlanError::DoesNotFit { .. }), "{e}");
+                        prop_assert!(f == before, "failed insert changed the file");
+                    }
+                }
+            }
+            Op::Remove(n) if !live.is_empty() => {
+                let id = live.remove(n % live.len());
+                prop_assert!(f.remove(id).is_ok());
+            }
+            Op::Remove(_) => {}
+        }
+        step(&f)?;
+    }
+    for id in live.drain(..).rev() {
+        f.remove(id).unwrap();
+        step(&f)?;
+    }
+    prop_assert!(f.is_empty());
+    prop_assert_eq!(f.regs(), &f.arch().empty_regs());
+    Ok(())
+}
+
+/// arm64: each occupied slot's value register holds its address and its control register
+/// `encode_ctrl_reg(ctrl) | E`; a free slot's control register is 0.
+fn check_arm64_model(f: &RegFile<Arm64>) {
+    let regs = f.regs();
+    for (kind, values, ctrls) in [
+        (PoolKind::Inst, &regs.bvr, &regs.bcr),
+        (PoolKind::Data, &regs.wvr, &regs.wcr),
+    ] {
+        for n in 0..16u32 {
+            let slot = Slot {
+                pool: kind,
+                index: n,
+            };
+            match f.slot(slot) {
+                Some(o) => {
+                    assert_eq!(o.slot.pool, kind);
+                    assert_eq!(values[n as usize], o.hw.address);
+                    assert_eq!(ctrls[n as usize], f.arch().ctrl_word(&o.hw));
+                }
+                None => assert_eq!(ctrls[n as usize], 0, "{kind:?} slot {n} is free"),
+            }
+        }
+    }
 }
 
 /// The model: DR7 without GE is the OR of every occupied slot's own bits, DRn holds the
@@ -102,35 +204,13 @@ proptest! {
 
     #[test]
     fn random_sequences_never_leak(ops in ops()) {
-        let mut f = RegFile::new(X86_64::new(), ParseCtx::ROOT_TASK);
-        let mut live: Vec<WatchId> = Vec::new();
-        for op in ops {
-            match op {
-                Op::Insert(spec) => {
-                    let before = f.clone();
-                    match f.insert(&spec) {
-                        Ok(id) => live.push(id),
-                        Err(e) => {
-                            prop_assert!(matches!(e, PlanError::DoesNotFit { .. }), "{e}");
-                            prop_assert_eq!(&f, &before, "failed insert changed the file");
-                        }
-                    }
-                }
-                Op::Remove(n) if !live.is_empty() => {
-                    let id = live.remove(n % live.len());
-                    prop_assert!(f.remove(id).is_ok());
-                }
-                Op::Remove(_) => {}
-            }
-            check_model(&f);
-        }
-        for id in live.drain(..).rev() {
-            f.remove(id).unwrap();
-            check_model(&f);
-        }
-        prop_assert!(f.is_empty());
-        prop_assert_eq!(*f.regs(), X86Regs::default());
-        prop_assert_eq!(f.regs().dr7.0, 0);
+        run_ops(RegFile::new(X86_64::new(), ParseCtx::ROOT_TASK), &ops, check_model)?;
+    }
+
+    #[test]
+    fn random_sequences_never_leak_on_arm64(ops in ops_with(arm64_spec())) {
+        let arch = Arm64::with_slots(2, 4).unwrap();
+        run_ops(RegFile::new(arch, ParseCtx::ROOT_TASK), &ops, check_arm64_model)?;
     }
 
     #[test]
@@ -182,6 +262,17 @@ proptest! {
                 "only wrapping regions fail to plan: {e}"
             ),
         }
+    }
+
+    #[test]
+    fn arm64_plans_cover_exactly_the_requested_bytes(
+        addr in prop_oneof![0u64..0x100, ((1u64 << 48) - 0x400)..((1u64 << 48) - 0x100), 0u64..(1u64 << 47)],
+        len in 1u64..200,
+        access in prop_oneof![Just(Access::Read), Just(Access::Write), Just(Access::ReadWrite)],
+    ) {
+        let spec = Spec::user(addr, len, access);
+        let wide = check_plan_covers(&Arm64::new(), &spec);
+        prop_assert_eq!(wide, Ok(0), "BAS selects exactly the bytes");
     }
 
     #[test]
