@@ -303,3 +303,33 @@ mod power_props {
         }
     }
 }
+
+#[test]
+fn new_rule_messages_name_the_rule_and_the_fix() {
+    use hwbp_core::RuleError;
+    let msg = |e: RuleError| alloc_string(&e);
+    assert_eq!(
+        msg(RuleError::LengthOutOfRange {
+            len_bytes: 9,
+            max_len_bytes: 8
+        }),
+        "one slot watches 1 to 8 bytes, not 9; split the region (hwbp plan does it)"
+    );
+    assert_eq!(
+        msg(RuleError::InvalidBas { bas: 0x50 }),
+        "byte-address-select mask 0x50 does not select one contiguous run of bytes; \
+         use a mask such as 0x0f or 0x3c"
+    );
+    assert_eq!(
+        msg(RuleError::InstructionMisaligned {
+            addr: 0x401002,
+            required_align: 4
+        }),
+        "instructions start at multiples of 4, so a breakpoint at 0x401002 could never \
+         trigger; use the instruction's address"
+    );
+}
+
+fn alloc_string(e: &dyn std::fmt::Display) -> String {
+    e.to_string()
+}

@@ -274,8 +274,8 @@ mod tests {
             cap_sys_admin: false,
         };
         assert_eq!(
-            parse(&arch, &attr, no_cap).map_err(|e| e.class()),
-            Err(ErrorClass::Permission)
+            parse(&arch, &attr, no_cap),
+            Err(RuleError::KernelAddressNeedsPrivilege { addr: k })
         );
         // The top user address is not a kernel address; the length does not matter.
         assert!(parse(&arch, &BpAttr::user(PAGE_OFFSET - 8, 8, BP_W), no_cap).is_ok());
