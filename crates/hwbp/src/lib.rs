@@ -1,1 +1,5 @@
 //! hwbp: hardware watchpoints on Linux.
+
+pub mod ring;
+pub mod signal;
+mod sys;

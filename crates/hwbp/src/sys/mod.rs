@@ -1,0 +1,4 @@
+//! Every `unsafe` system call of hwbp.
+
+pub mod mmap;
+pub mod signal;
