@@ -107,13 +107,25 @@ impl Default for SignalOptions {
 #[non_exhaustive]
 pub enum SignalError {
     /// `sigaction(SIGTRAP)` failed with `errno`.
-    Install { errno: i32 },
+    Install {
+        /// The errno of `sigaction`.
+        errno: i32,
+    },
     /// All `capacity` sinks are in use; drop one first.
-    NoFreeSink { capacity: usize },
+    NoFreeSink {
+        /// [`MAX_SINKS`].
+        capacity: usize,
+    },
     /// A capture must be 1 to 8 bytes.
-    CaptureLength { len_bytes: u8 },
+    CaptureLength {
+        /// The length asked for.
+        len_bytes: u8,
+    },
     /// The queue capacity is above 2^20.
-    QueueTooLarge { requested: usize },
+    QueueTooLarge {
+        /// The capacity asked for.
+        requested: usize,
+    },
 }
 
 impl fmt::Display for SignalError {

@@ -105,13 +105,20 @@ impl SampleFormat {
 pub enum RecordError {
     /// The record is shorter than its fields say (`need` bytes at offset `at`, `size` in all).
     Truncated {
+        /// Record type.
         kind: u32,
+        /// Offset of the field that did not fit.
         at: usize,
+        /// Bytes that field needs.
         need: usize,
+        /// Size of the whole record.
         size: usize,
     },
     /// `sample_type` asks for a field this decoder does not know, so later offsets are unknown.
-    UnsupportedSampleType { unsupported_bits: u64 },
+    UnsupportedSampleType {
+        /// The bits outside [`sample_bits::SUPPORTED`].
+        unsupported_bits: u64,
+    },
 }
 
 impl fmt::Display for RecordError {
@@ -232,15 +239,37 @@ pub enum Record<'a> {
     /// A hit.
     Sample(Sample<'a>),
     /// `lost` samples of event `id` did not fit in the ring (the ring was full).
-    Lost { id: u64, lost: u64 },
+    Lost {
+        /// Id of the event whose samples were dropped.
+        id: u64,
+        /// How many samples were dropped.
+        lost: u64,
+    },
     /// The kernel throttled event `id` (not expected for breakpoints with period 1).
-    Throttle { time: u64, id: u64, stream_id: u64 },
+    Throttle {
+        /// When.
+        time: u64,
+        /// Event id.
+        id: u64,
+        /// Event stream id.
+        stream_id: u64,
+    },
     /// The kernel unthrottled event `id`.
-    Unthrottle { time: u64, id: u64, stream_id: u64 },
+    Unthrottle {
+        /// When.
+        time: u64,
+        /// Event id.
+        id: u64,
+        /// Event stream id.
+        stream_id: u64,
+    },
     /// Any other record type, skipped (`misc` and payload kept for the curious).
     Other {
+        /// `perf_event_header::type`.
         kind: u32,
+        /// `perf_event_header::misc`.
         misc: u16,
+        /// The bytes after the header.
         payload: &'a [u8],
     },
 }
