@@ -15,9 +15,17 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod arches;
+#[allow(dead_code)] // wired into run/attach next
+mod hit;
 mod messages;
 mod plan;
 mod regs;
+#[allow(dead_code)] // wired into run/attach next
+mod report;
+#[allow(dead_code)] // wired into run/attach next
+mod status;
+#[allow(dead_code)] // wired into run/attach next
+mod trace;
 
 /// hwbp: hardware breakpoints and watchpoints, planned and programmed as Linux does.
 #[derive(Debug, Parser)]
