@@ -16,6 +16,7 @@ pub mod attr;
 pub mod caps;
 pub mod error;
 pub mod fake;
+pub mod launch;
 pub mod ring;
 pub mod signal;
 pub mod sys;
