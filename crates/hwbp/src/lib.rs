@@ -18,6 +18,7 @@ pub mod error;
 pub mod fake;
 pub mod ring;
 pub mod signal;
+pub mod stream;
 pub mod sys;
 pub mod target;
 pub mod watch;
