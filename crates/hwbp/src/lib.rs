@@ -19,6 +19,7 @@ pub mod fake;
 pub mod launch;
 pub mod ring;
 pub mod signal;
+pub mod stream;
 pub mod sys;
 pub mod target;
 pub mod watch;

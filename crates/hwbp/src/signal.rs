@@ -48,7 +48,13 @@
 use core::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use hwbp_core::Spec;
+
+use crate::error::Error;
 use crate::sys::signal::{self as sys, Published, RawTrap, Verdict, TRAP_PERF_FLAG_ASYNC};
+use crate::sys::Pid;
+use crate::target::{self, Target};
+use crate::watch::{Watch, WatchOptions};
 
 /// A hit as seen in the signal handler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +85,19 @@ pub struct Capture {
     pub addr: u64,
     /// 1 to 8 bytes.
     pub len_bytes: u8,
+}
+
+impl Capture {
+    /// The watched bytes of `spec`, if it covers at most 8 of them.
+    pub fn of_spec(spec: &Spec) -> Option<Capture> {
+        let len_bytes = u8::try_from(spec.region.len_bytes)
+            .ok()
+            .filter(|l| (1..=8).contains(l))?;
+        Some(Capture {
+            addr: spec.region.addr,
+            len_bytes,
+        })
+    }
 }
 
 /// How a [`SignalSink`] delivers hits.
@@ -284,6 +303,101 @@ impl SignalSink {
 impl Drop for SignalSink {
     fn drop(&mut self) {
         drop(SINKS[self.index].retire());
+    }
+}
+
+/// Why a [`SignalWatch`] could not be armed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignalWatchError {
+    /// The sink could not be made.
+    Sink(SignalError),
+    /// Arming the watch failed.
+    Watch(Error),
+    /// Signals go to the thread that hit; only threads of this process have hwbp's handler.
+    NotThisProcess {
+        /// The target asked for.
+        target: Target,
+    },
+}
+
+impl fmt::Display for SignalWatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SignalWatchError::Sink(e) => e.fmt(f),
+            SignalWatchError::Watch(e) => e.fmt(f),
+            SignalWatchError::NotThisProcess { target } => write!(
+                f,
+                "signal delivery needs a target in this process (a thread of it, or the \
+                 process), not {target:?}: the SIGTRAP goes to the thread that touched the \
+                 memory; use count or stream delivery for other processes and CPUs"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SignalWatchError {}
+
+/// A [`Watch`] on this process whose every hit raises SIGTRAP in the hitting thread and is
+/// delivered to a [`SignalSink`].
+#[derive(Debug)]
+pub struct SignalWatch {
+    // The watch is declared first so it drops (closing the events) before the sink.
+    watch: Watch,
+    sink: SignalSink,
+}
+
+impl SignalWatch {
+    /// Arms `spec` on a thread of this process or on this whole process, with
+    /// `sigtrap = 1, remove_on_exec = 1, sig_data = sink`.
+    pub fn new(
+        target: Target,
+        spec: Spec,
+        opts: SignalOptions,
+    ) -> Result<SignalWatch, SignalWatchError> {
+        let ours = match target {
+            Target::Thread(t) => target::process_of(t) == Some(Pid::current()),
+            Target::Process(p) => p == Pid::current(),
+            Target::Cpu(_) | Target::AllCpus => false,
+        };
+        if !ours {
+            return Err(SignalWatchError::NotThisProcess { target });
+        }
+        let sink = SignalSink::new(opts).map_err(SignalWatchError::Sink)?;
+        let wopts = WatchOptions {
+            sigtrap: Some(sink.sig_data()),
+            ..WatchOptions::default()
+        };
+        let watch = Watch::with_options(target, spec, &wopts).map_err(SignalWatchError::Watch)?;
+        Ok(SignalWatch { watch, sink })
+    }
+
+    /// The underlying watch (its [`Watch::count`] counts hits whether or not their signal
+    /// was delivered).
+    pub fn watch(&self) -> &Watch {
+        &self.watch
+    }
+
+    /// The sink (hits handled, queue, drops).
+    pub fn sink(&self) -> &SignalSink {
+        &self.sink
+    }
+
+    /// Hits whose signal was not handled: the kernel keeps one pending SIGTRAP per event, so
+    /// hits while SIGTRAP is blocked (e.g. inside the handler) merge. Exact once no handler
+    /// is running: `watch().count() - sink().hits()`.
+    pub fn missed_signals(&self) -> Result<u64, Error> {
+        Ok(self.watch.count()?.saturating_sub(self.sink.hits()))
+    }
+
+    /// The planned piece whose address is `addr` ([`HitInfo::addr`]).
+    pub fn piece_of(&self, addr: u64) -> Option<u32> {
+        let i = self
+            .watch
+            .pieces()
+            .iter()
+            .position(|c| c.attr.addr == addr)?;
+        u32::try_from(i).ok()
     }
 }
 

@@ -27,3 +27,6 @@ fn thread_counts_exact_writes() {
     }
     assert_eq!(w.count().unwrap(), 1000);
 }
+
+#[path = "linux/stream.rs"]
+mod stream;

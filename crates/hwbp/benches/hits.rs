@@ -1,0 +1,269 @@
+//! Per-hit cost of hwbp's count, stream and signal delivery against raw `perf_event_open`
+//! doing the same work (benches/hits_ref.c, compiled here with the system `cc`), in one run.
+//!
+//! `cargo bench -p hwbp --bench hits` (env: `HWBP_BENCH_HITS`, default 200000 hits per run;
+//! `HWBP_BENCH_REPS`, default 7; `HWBP_BENCH_SEED`). Every repetition runs every
+//! configuration once, in a freshly shuffled order; a run is N stores to one watched 8-byte
+//! word of the measuring thread in chunks of 1000 (stream and signal drain after each chunk),
+//! timed from the first store to the end of the last drain (arming excluded). Each run's hit
+//! count is checked exactly. Reported: median per-hit µs [min–max], and hwbp/raw as the ratio
+//! of medians and as the median of per-repetition ratios (pairs run in the same repetition).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use hwbp::signal::{Capture, SignalOptions, SignalWatch};
+use hwbp::stream::{Stream, StreamOptions};
+use hwbp::{Target, Watch};
+use hwbp_core::{Access, Spec};
+
+const CHUNK: u64 = 1000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Config {
+    RawCount,
+    RawStream,
+    RawSignal,
+    Count,
+    Stream,
+    Signal,
+    SignalCapture,
+}
+
+const CONFIGS: [Config; 7] = [
+    Config::RawCount,
+    Config::RawStream,
+    Config::RawSignal,
+    Config::Count,
+    Config::Stream,
+    Config::Signal,
+    Config::SignalCapture,
+];
+
+impl Config {
+    fn name(self) -> &'static str {
+        match self {
+            Config::RawCount => "raw count",
+            Config::RawStream => "raw stream",
+            Config::RawSignal => "raw signal",
+            Config::Count => "hwbp count",
+            Config::Stream => "hwbp stream",
+            Config::Signal => "hwbp signal",
+            Config::SignalCapture => "hwbp signal+value",
+        }
+    }
+
+    /// The raw configuration an hwbp one is compared with.
+    fn reference(self) -> Option<Config> {
+        match self {
+            Config::Count => Some(Config::RawCount),
+            Config::Stream => Some(Config::RawStream),
+            Config::Signal | Config::SignalCapture => Some(Config::RawSignal),
+            _ => None,
+        }
+    }
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn compile_reference() -> Result<PathBuf, String> {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/hits_ref.c");
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hits_ref");
+    let status = Command::new("cc")
+        .args(["-O2", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .map_err(|e| format!("cannot run cc: {e}"))?;
+    if !status.success() {
+        return Err(format!("cc failed on {}: {status}", src.display()));
+    }
+    Ok(out)
+}
+
+fn run_raw(bin: &PathBuf, mode: &str, n: u64) -> u64 {
+    let out = Command::new(bin)
+        .args([mode, &n.to_string(), &CHUNK.to_string()])
+        .output()
+        .expect("run hits_ref");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "hits_ref {mode}: {} {}",
+        out.status,
+        text
+    );
+    let mut it = text.split_whitespace();
+    let ns: u64 = it.next().and_then(|v| v.parse().ok()).expect("ns");
+    let seen: u64 = it.next().and_then(|v| v.parse().ok()).expect("hits");
+    assert_eq!(seen, n, "raw {mode} saw {seen} hits");
+    ns
+}
+
+fn stores(word: &AtomicU64, from: u64, n: u64) -> u64 {
+    let end = (from + CHUNK).min(n);
+    for i in from..end {
+        word.store(i, Ordering::Relaxed);
+    }
+    end
+}
+
+fn run_hwbp(config: Config, n: u64) -> u64 {
+    let word = Box::new(AtomicU64::new(0));
+    let spec = Spec::user(word.as_ptr() as u64, 8, Access::Write);
+    let me = Target::current_thread();
+    match config {
+        Config::Count => {
+            let w = Watch::new(me, spec).expect("arm count");
+            let t0 = Instant::now();
+            let mut done = 0;
+            while done < n {
+                done = stores(&word, done, n);
+            }
+            let ns = t0.elapsed().as_nanos() as u64;
+            assert_eq!(w.count().unwrap(), n);
+            ns
+        }
+        Config::Stream => {
+            let opts = StreamOptions {
+                data_pages_log2: 6,
+                ..StreamOptions::default()
+            };
+            let mut s = Stream::new(me, spec, &opts).expect("arm stream");
+            let mut sum = 0u64;
+            let t0 = Instant::now();
+            let mut done = 0;
+            while done < n {
+                done = stores(&word, done, n);
+                s.drain(|h| {
+                    let x = &h.sample;
+                    sum = sum.wrapping_add(
+                        x.ip.unwrap_or(0)
+                            + u64::from(x.tid.unwrap_or(0))
+                            + x.time.unwrap_or(0)
+                            + x.addr.unwrap_or(0)
+                            + x.stream_id.unwrap_or(0)
+                            + u64::from(x.cpu.unwrap_or(0)),
+                    );
+                });
+            }
+            let ns = t0.elapsed().as_nanos() as u64;
+            std::hint::black_box(sum);
+            let st = s.stats().ring;
+            assert_eq!(st.samples + st.lost, n, "{st:?}");
+            ns
+        }
+        Config::Signal | Config::SignalCapture => {
+            let capture = (config == Config::SignalCapture)
+                .then(|| Capture::of_spec(&spec))
+                .flatten();
+            let opts = SignalOptions {
+                capture,
+                ..SignalOptions::default()
+            };
+            let w = SignalWatch::new(me, spec, opts).expect("arm signal");
+            let mut sum = 0u64;
+            let t0 = Instant::now();
+            let mut done = 0;
+            while done < n {
+                done = stores(&word, done, n);
+                w.sink()
+                    .drain(|h| sum = sum.wrapping_add(h.addr ^ h.value.unwrap_or(0)));
+            }
+            let ns = t0.elapsed().as_nanos() as u64;
+            std::hint::black_box(sum);
+            assert_eq!(w.sink().hits(), n);
+            assert_eq!(w.sink().queue_dropped(), 0);
+            ns
+        }
+        _ => unreachable!(),
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+#[allow(clippy::needless_range_loop)] // per_hit[config][rep] reads better indexed
+fn main() {
+    let n = env_u64("HWBP_BENCH_HITS", 200_000);
+    let reps = env_u64("HWBP_BENCH_REPS", 7) as usize;
+    let mut seed = env_u64("HWBP_BENCH_SEED", 0);
+    if seed == 0 {
+        seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            | 1;
+    }
+    let bin = match compile_reference() {
+        Ok(b) => b,
+        Err(why) => {
+            println!("hits: SKIPPED, no raw reference: {why}");
+            return;
+        }
+    };
+    println!("hits: {n} hits per run, {reps} repetitions, seed {seed}");
+    // us_per_hit[config][rep]
+    let mut per_hit = vec![vec![0f64; reps]; CONFIGS.len()];
+    let mut rng = seed;
+    for rep in 0..reps {
+        let mut order: Vec<usize> = (0..CONFIGS.len()).collect();
+        for i in (1..order.len()).rev() {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            order.swap(i, (rng % (i as u64 + 1)) as usize);
+        }
+        for &c in &order {
+            let config = CONFIGS[c];
+            let ns = match config {
+                Config::RawCount => run_raw(&bin, "count", n),
+                Config::RawStream => run_raw(&bin, "stream", n),
+                Config::RawSignal => run_raw(&bin, "signal", n),
+                _ => run_hwbp(config, n),
+            };
+            per_hit[c][rep] = ns as f64 / n as f64 / 1000.0;
+        }
+        eprintln!("hits: repetition {} of {reps} done", rep + 1);
+    }
+    println!("| configuration | per hit, µs: median [min–max] | hwbp / raw (ratio of medians) | hwbp / raw (median of paired ratios) |");
+    println!("|---|---|---|---|");
+    let med: Vec<f64> = per_hit.iter().map(|v| median(&mut v.clone())).collect();
+    for (c, config) in CONFIGS.iter().enumerate() {
+        let v = &per_hit[c];
+        let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().cloned().fold(0f64, f64::max);
+        let (r1, r2) = match config.reference() {
+            Some(r) => {
+                let ri = CONFIGS.iter().position(|x| *x == r).unwrap();
+                let mut paired: Vec<f64> =
+                    (0..reps).map(|k| per_hit[c][k] / per_hit[ri][k]).collect();
+                (
+                    format!("{:.3}x", med[c] / med[ri]),
+                    format!("{:.3}x", median(&mut paired)),
+                )
+            }
+            None => ("–".into(), "–".into()),
+        };
+        println!(
+            "| {} | {:.2} [{:.2}–{:.2}] | {r1} | {r2} |",
+            config.name(),
+            med[c],
+            lo,
+            hi
+        );
+    }
+}

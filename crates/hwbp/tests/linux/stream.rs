@@ -1,0 +1,299 @@
+//! Stream and signal delivery on the real kernel: exact sample and signal counts, sample
+//! contents, lost-record accounting with a tiny ring. Every test arms task-bound events on its
+//! own (test) thread only, so tests running in parallel in this process do not disturb it.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hwbp::ring::record::sample_bits;
+use hwbp::signal::{Capture, HitInfo, SignalOptions, SignalWatch};
+use hwbp::stream::{Stream, StreamOptions};
+use hwbp::{Pid, Target, Tid};
+use hwbp_core::{Access, Spec};
+
+use crate::common::*;
+
+fn online_cpus() -> BTreeSet<u32> {
+    hwbp::target::online_cpus()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.get())
+        .collect()
+}
+
+#[test]
+fn stream_records_every_write_with_ip_tid_time_cpu_piece() {
+    let _hw = hw_shared();
+    let word = Box::new(AtomicU64::new(0));
+    let spec = spec_of(&word, Access::Write);
+    let mut s = Stream::new(Target::current_thread(), spec, &StreamOptions::default()).unwrap();
+    for i in 0..1000 {
+        word.store(i, Ordering::Relaxed);
+    }
+    let me = Tid::current().get() as u32;
+    let pid = Pid::current().get() as u32;
+    let cpus = online_cpus();
+    let mut n = 0u64;
+    let mut last_time = 0;
+    let mut ips = BTreeSet::new();
+    s.drain(|h| {
+        n += 1;
+        assert_eq!(h.piece, Some(0));
+        assert_eq!(h.sample.tid, Some(me));
+        assert_eq!(h.sample.pid, Some(pid));
+        assert_eq!(h.sample.addr, Some(word.as_ptr() as u64));
+        assert!(
+            cpus.contains(&h.sample.cpu.unwrap()),
+            "cpu {:?}",
+            h.sample.cpu
+        );
+        let t = h.sample.time.unwrap();
+        assert!(t >= last_time, "time went backwards");
+        last_time = t;
+        ips.insert(h.sample.ip.unwrap());
+    });
+    assert_eq!(n, 1000);
+    // One store instruction in the loop: every sample has the same IP.
+    assert_eq!(ips.len(), 1, "ips {ips:x?}");
+    let st = s.stats();
+    assert_eq!(
+        (st.ring.samples, st.ring.lost, st.unknown_ids),
+        (1000, 0, 0)
+    );
+    assert_eq!(s.watch().count().unwrap(), 1000);
+}
+
+#[test]
+fn stream_two_pieces_share_one_ring_and_are_told_apart() {
+    let _hw = hw_shared();
+    // 16 bytes = two 8-byte pieces on x86-64.
+    let words = Box::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let spec = Spec::user(words.as_ptr() as u64, 16, Access::Write);
+    let mut s = Stream::new(Target::current_thread(), spec, &StreamOptions::default()).unwrap();
+    assert_eq!(s.watch().pieces().len(), 2);
+    assert_eq!(s.ring_count(), 1);
+    for i in 0..300 {
+        words[0].store(i, Ordering::Relaxed);
+    }
+    for i in 0..700 {
+        words[1].store(i, Ordering::Relaxed);
+    }
+    let mut by_piece = [0u64; 2];
+    let mut addr_of = [0u64; 2];
+    s.drain(|h| {
+        let p = h.piece.unwrap() as usize;
+        by_piece[p] += 1;
+        addr_of[p] = h.sample.addr.unwrap();
+    });
+    let piece_of_word0 = s
+        .watch()
+        .pieces()
+        .iter()
+        .position(|c| c.attr.addr == addr_of[0]);
+    assert_eq!(by_piece[0] + by_piece[1], 1000);
+    let (w0, w1) = if piece_of_word0 == Some(0) && addr_of[0] == words.as_ptr() as u64 {
+        (by_piece[0], by_piece[1])
+    } else {
+        (by_piece[1], by_piece[0])
+    };
+    assert_eq!((w0, w1), (300, 700));
+    assert_eq!(
+        s.watch().counts_by_piece().unwrap().iter().sum::<u64>(),
+        1000
+    );
+}
+
+#[test]
+fn stream_tiny_ring_accounts_every_lost_hit() {
+    let _hw = hw_shared();
+    let word = Box::new(AtomicU64::new(0));
+    let opts = StreamOptions {
+        data_pages_log2: 0,
+        ..StreamOptions::default()
+    };
+    let mut s = Stream::new(
+        Target::current_thread(),
+        spec_of(&word, Access::Write),
+        &opts,
+    )
+    .unwrap();
+    for i in 0..1000 {
+        word.store(i, Ordering::Relaxed);
+    }
+    let first = s.drain(|_| {});
+    // The kernel writes the pending PERF_RECORD_LOST at the next sample that fits: one more hit.
+    word.store(1, Ordering::Relaxed);
+    let second = s.drain(|_| {});
+    let st = s.stats().ring;
+    let hits = s.watch().count().unwrap();
+    assert_eq!(hits, 1001);
+    assert!(st.lost > 0, "a 4 KiB ring cannot hold 1000 samples");
+    assert_eq!(st.lost_records, 1);
+    assert_eq!(second, 1);
+    assert_eq!(first as u64 + second as u64, st.samples);
+    assert_eq!(st.samples + st.lost, hits, "{st:?}");
+}
+
+#[test]
+fn stream_callchain_registers_and_stack_bytes() {
+    let _hw = hw_shared();
+    let word = Box::new(AtomicU64::new(0));
+    // x86-64 perf_regs: AX=0 .. SP=7, IP=8.
+    let regs_mask = 1 << 7 | 1 << 8;
+    let opts = StreamOptions {
+        callchain: true,
+        regs_user: regs_mask,
+        stack_user_bytes: 256,
+        ..StreamOptions::default()
+    };
+    let fmt = Stream::sample_format(&opts);
+    assert_ne!(fmt.sample_type & sample_bits::STACK_USER, 0);
+    let mut s = Stream::new(
+        Target::current_thread(),
+        spec_of(&word, Access::Write),
+        &opts,
+    )
+    .unwrap();
+    for i in 0..100 {
+        word.store(i, Ordering::Relaxed);
+    }
+    let mut n = 0;
+    s.drain(|h| {
+        n += 1;
+        let cc = h.sample.callchain.unwrap();
+        assert!(cc.len() >= 2, "callchain {cc:?}");
+        let regs = h.sample.regs_user.unwrap();
+        assert_eq!(regs.abi, 2); // PERF_SAMPLE_REGS_ABI_64
+        assert_eq!(regs.regs.len(), 2);
+        // The sampled IP register equals the sample's IP.
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(regs.regs.get(1), h.sample.ip);
+        }
+        assert_eq!(h.sample.stack_user.unwrap().data.len(), 256);
+    });
+    assert_eq!(n, 100);
+    assert_eq!(s.stats().ring.lost, 0);
+}
+
+#[test]
+fn stream_in_other_threads_counts_exactly() {
+    let _hw = hw_shared();
+    let handles: Vec<_> = (0..2)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let word = Box::new(AtomicU64::new(0));
+                let mut s = Stream::new(
+                    Target::current_thread(),
+                    spec_of(&word, Access::Write),
+                    &StreamOptions::default(),
+                )
+                .unwrap();
+                let n = 500 + 250 * t;
+                for i in 0..n {
+                    word.store(i, Ordering::Relaxed);
+                }
+                let me = Tid::current().get() as u32;
+                let mut got = 0;
+                s.drain(|h| {
+                    assert_eq!(h.sample.tid, Some(me));
+                    got += 1;
+                });
+                (n, got)
+            })
+        })
+        .collect();
+    for h in handles {
+        let (n, got) = h.join().unwrap();
+        assert_eq!(got as u64, n);
+    }
+}
+
+static CALLBACK_HITS: AtomicU64 = AtomicU64::new(0);
+
+/// Async-signal-safe: one atomic add on a static.
+fn count_hit(_: &HitInfo) {
+    CALLBACK_HITS.fetch_add(1, Ordering::Relaxed);
+}
+
+#[test]
+fn signal_every_write_is_one_sigtrap_with_the_new_value() {
+    let _hw = hw_shared();
+    let word = Box::new(AtomicU64::new(0));
+    let spec = spec_of(&word, Access::Write);
+    let opts = SignalOptions {
+        capture: Capture::of_spec(&spec),
+        callback: Some(count_hit),
+        ..SignalOptions::default()
+    };
+    let before_cb = CALLBACK_HITS.load(Ordering::Relaxed);
+    let w = SignalWatch::new(Target::current_thread(), spec, opts).unwrap();
+    for i in 1..=1000u64 {
+        word.store(i * 3, Ordering::Relaxed);
+    }
+    assert_eq!(w.sink().hits(), 1000);
+    assert_eq!(w.watch().count().unwrap(), 1000);
+    assert_eq!(w.missed_signals().unwrap(), 0);
+    assert_eq!(w.sink().queue_dropped(), 0);
+    // Other signal tests may run concurrently and use the same callback: at least ours.
+    assert!(CALLBACK_HITS.load(Ordering::Relaxed) - before_cb >= 1000);
+    let me = Tid::current().get() as u32;
+    let mut values = Vec::new();
+    let mut pcs = BTreeSet::new();
+    w.sink().drain(|h| {
+        assert_eq!(h.tid, me);
+        assert_eq!(h.addr, word.as_ptr() as u64);
+        assert_eq!(w.piece_of(h.addr), Some(0));
+        assert!(!h.asynchronous);
+        values.push(h.value.unwrap());
+        pcs.insert(h.pc.unwrap());
+    });
+    let want: Vec<u64> = (1..=1000).map(|i| i * 3).collect();
+    assert_eq!(values, want, "each hit sees the value just written");
+    assert_eq!(pcs.len(), 1, "one store instruction: {pcs:x?}");
+}
+
+#[test]
+fn signal_threads_each_get_their_own_exact_signals() {
+    let _hw = hw_shared();
+    let handles: Vec<_> = (0..3u64)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let word = Box::new(AtomicU64::new(0));
+                let spec = spec_of(&word, Access::Write);
+                let opts = SignalOptions {
+                    queue_capacity: 0,
+                    ..SignalOptions::default()
+                };
+                let w = SignalWatch::new(Target::current_thread(), spec, opts).unwrap();
+                let n = 1000 + 100 * t;
+                for i in 0..n {
+                    word.store(i, Ordering::Relaxed);
+                }
+                assert_eq!(
+                    w.sink().queue_dropped(),
+                    n,
+                    "no queue: every hit counted as dropped"
+                );
+                (n, w.sink().hits(), w.watch().count().unwrap())
+            })
+        })
+        .collect();
+    for h in handles {
+        let (n, hits, count) = h.join().unwrap();
+        assert_eq!((hits, count), (n, n));
+    }
+}
+
+#[test]
+fn signal_watch_refuses_other_processes_and_cpus() {
+    let word = AtomicU64::new(0);
+    let spec = spec_of(&word, Access::Write);
+    let err = SignalWatch::new(Target::AllCpus, spec, SignalOptions::default()).unwrap_err();
+    assert!(matches!(
+        err,
+        hwbp::signal::SignalWatchError::NotThisProcess { .. }
+    ));
+    // pid 1 is never the test process.
+    let init = Target::Process(Pid::new(1).unwrap());
+    assert!(SignalWatch::new(init, spec, SignalOptions::default()).is_err());
+}
