@@ -114,6 +114,23 @@ pub struct Site {
     pub frames: Vec<Frame>,
 }
 
+impl Site {
+    /// The innermost frame that is not inside the Rust toolchain's own library sources
+    /// (`/rustc/<hash>/library/...`, inlined `core::sync::atomic` and the like): the line a
+    /// person wants to see for an access. Falls back to the innermost frame.
+    pub fn primary_frame(&self) -> Option<&Frame> {
+        let toolchain = |f: &&Frame| {
+            f.file
+                .as_deref()
+                .is_some_and(|p| p.starts_with("/rustc/") || p.contains("/lib/rustlib/src/"))
+        };
+        self.frames
+            .iter()
+            .find(|f| !toolchain(f))
+            .or(self.frames.first())
+    }
+}
+
 impl fmt::Display for Site {
     /// `f (a.c:3) inlined into g (a.c:10)`, or `0x... (libfoo.so)` when unknown.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -257,20 +274,27 @@ impl Symbolizer {
         if let Some(last) = out.last_mut() {
             last.inlined = false;
         }
-        let needs_name = out.last().is_none_or(|f| f.function.is_none());
-        if needs_name {
-            if let Some(sym) = m.elf.function_containing(link) {
-                let name = demangle(&sym.name).unwrap_or_else(|| sym.name.clone());
-                match out.last_mut() {
-                    Some(f) => f.function = Some(name),
-                    None => out.push(Frame {
-                        function: Some(name),
-                        file: None,
-                        line: None,
-                        column: None,
-                        inlined: false,
-                    }),
+        // The outer frame's name: the symbol table's (demangled, so a full Rust path) when
+        // DWARF has none or only the last path segment (rustc's line-tables-only DWARF).
+        if let Some(sym) = m.elf.function_containing(link) {
+            let name = demangle(&sym.name).unwrap_or_else(|| sym.name.clone());
+            match out.last_mut() {
+                Some(f) => {
+                    let better = match &f.function {
+                        None => true,
+                        Some(d) => name.len() > d.len() && name.ends_with(&format!("::{d}")),
+                    };
+                    if better {
+                        f.function = Some(name);
+                    }
                 }
+                None => out.push(Frame {
+                    function: Some(name),
+                    file: None,
+                    line: None,
+                    column: None,
+                    inlined: false,
+                }),
             }
         }
         out

@@ -33,6 +33,8 @@ pub struct Built {
     pub lib: PathBuf,
     /// `rust_static` built with `rustc -g -C opt-level=1`, if `rustc` exists.
     pub rust: Option<PathBuf>,
+    /// The `hwbp demo` target built like a release `hwbp` (line tables only), if `rustc` exists.
+    pub demo: Option<PathBuf>,
 }
 
 fn run(cmd: &mut Command) -> Result<(), String> {
@@ -90,25 +92,44 @@ fn build() -> Result<Built, String> {
             None
         }
     };
-    let rust_out = dir.join("rust_static");
-    let rust = match Command::new("rustc")
-        .args(["--edition", "2021", "-g", "-C", "opt-level=1", "-o"])
-        .arg(&rust_out)
-        .arg(src.join("rust_static.rs"))
-        .output()
-    {
-        Ok(o) if o.status.success() => Some(rust_out),
-        Ok(o) => {
-            return Err(format!(
+    let rustc = |out: &str, args: &[&str], source: &str| -> Result<Option<PathBuf>, String> {
+        let path = dir.join(out);
+        match Command::new("rustc")
+            .args(["--edition", "2021"])
+            .args(args)
+            .arg("-o")
+            .arg(&path)
+            .arg(src.join(source))
+            .output()
+        {
+            Ok(o) if o.status.success() => Ok(Some(path)),
+            Ok(o) => Err(format!(
                 "rustc failed: {}",
                 String::from_utf8_lossy(&o.stderr)
-            ))
-        }
-        Err(e) => {
-            eprintln!("NOTE: rustc not runnable ({e}); the Rust fixture tests will skip");
-            None
+            )),
+            Err(e) => {
+                eprintln!("NOTE: rustc not runnable ({e}); the Rust fixture tests will skip");
+                Ok(None)
+            }
         }
     };
+    let rust = rustc(
+        "rust_static",
+        &["-g", "-C", "opt-level=1"],
+        "rust_static.rs",
+    )?;
+    let demo = rustc(
+        "demo_target",
+        &[
+            "--crate-name",
+            "hwbp_cli",
+            "-C",
+            "opt-level=3",
+            "-C",
+            "debuginfo=line-tables-only",
+        ],
+        "demo_main.rs",
+    )?;
     Ok(Built {
         dir,
         pie,
@@ -117,6 +138,7 @@ fn build() -> Result<Built, String> {
         stripped,
         lib,
         rust,
+        demo,
     })
 }
 

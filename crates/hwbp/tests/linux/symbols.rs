@@ -409,3 +409,78 @@ fn rust_statics_by_path() {
     }
     assert!(run.go().contains("done 103"));
 }
+
+/// Offline (bias 0): the one store to `var` in `function` symbolizes to `marker`'s line.
+fn check_offline_store(program: &Path, var: &str, function: &str, source: &str, marker: &str) {
+    let mut r = Resolver::new(AddressSpace::single_file(program));
+    let target = resolve(&mut r, var).spec.region.addr;
+    let elf = ElfFile::load(program).unwrap();
+    let stores = stores_to(&elf, function, target);
+    // rustc unrolls the deposit loop: every copy of the store must map to the line.
+    assert!(!stores.is_empty(), "no store to {var} in {function}");
+    let mut s = Symbolizer::with_trap(AddressSpace::single_file(program), TrapIp::AfterAccess);
+    let mut space = AddressSpace::single_file(program);
+    // single_file has no mappings; give the module one covering the whole link-time range.
+    space.modules[0].mappings.push(
+        hwbp::symbols::maps::Mapping::parse(&format!(
+            "0-ffffffffffff r-xp 00000000 00:00 1 {}",
+            program.display()
+        ))
+        .unwrap(),
+    );
+    s.set_space(space);
+    for &(ip, next_ip) in &stores {
+        let site = s.site(next_ip);
+        assert_eq!(site.access.ip, ip);
+        assert_eq!(site.access.method, AccessIpMethod::Decoded);
+        assert_eq!(
+            site.frames.last().unwrap().function.as_deref(),
+            Some(function),
+            "{site}"
+        );
+        let primary = site.primary_frame().unwrap();
+        assert_eq!(primary.line, Some(marker_line(source, marker)), "{site}");
+        assert!(primary.file.as_deref().unwrap().ends_with(source), "{site}");
+    }
+    assert_eq!(s.cached_sites(), stores.len());
+}
+
+#[test]
+fn rust_store_symbolizes_to_its_line() {
+    let Some(b) = built() else { return };
+    let Some(rust) = &b.rust else {
+        eprintln!("SKIP: no rustc");
+        return;
+    };
+    check_offline_store(
+        rust,
+        "demo::BALANCE",
+        "rust_static::demo::deposit",
+        "rust_static.rs",
+        "BALANCE_WRITE",
+    );
+}
+
+#[test]
+fn demo_target_balance_and_rogue_line_without_dwarf_variables() {
+    let Some(b) = built() else { return };
+    let Some(demo) = &b.demo else {
+        eprintln!("SKIP: no rustc");
+        return;
+    };
+    // Line tables only: the variable is found by its demangled symbol path, size 8.
+    let mut r = Resolver::new(AddressSpace::single_file(demo));
+    let bal = resolve(&mut r, "demo_target::BALANCE");
+    assert_eq!(bal.spec.region.len_bytes, 8);
+    assert_eq!(
+        resolve(&mut r, "hwbp_cli::demo_target::BALANCE").spec,
+        bal.spec
+    );
+    check_offline_store(
+        demo,
+        "demo_target::BALANCE",
+        "hwbp_cli::demo_target::rogue_audit_adjustment",
+        "../../../hwbp-cli/src/demo_target.rs",
+        "ROGUE_WRITE",
+    );
+}
