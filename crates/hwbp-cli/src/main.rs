@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod arches;
+mod demo_target;
 #[allow(dead_code)] // wired into run/attach next
 mod hit;
 mod messages;
@@ -41,7 +42,13 @@ enum Command {
     Plan(plan::Args),
 }
 
+/// The hidden subcommand that runs the program `hwbp demo` watches (see `demo_target`).
+const DEMO_TARGET_SUBCOMMAND: &str = "__demo-target";
+
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(DEMO_TARGET_SUBCOMMAND)) {
+        demo_target::main_demo_target();
+    }
     run(std::env::args_os())
 }
 

@@ -20,6 +20,7 @@ pub mod launch;
 pub mod ring;
 pub mod signal;
 pub mod stream;
+pub mod symbols;
 pub mod sys;
 pub mod target;
 pub mod watch;

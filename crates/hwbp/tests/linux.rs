@@ -30,3 +30,6 @@ fn thread_counts_exact_writes() {
 
 #[path = "linux/stream.rs"]
 mod stream;
+
+#[path = "linux/symbols.rs"]
+mod symbols;
