@@ -9,52 +9,21 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use hwbp::symbols::symbolize::{AccessIpMethod, AccessingInstruction, Site};
 use hwbp_core::Access;
 
-/// One source-level frame of a hit site; inlined frames first, the outer function last.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Frame {
-    /// Demangled function name, if known.
-    pub function: Option<String>,
-    /// Source file, if known.
-    pub file: Option<String>,
-    /// 1-based line, if known.
-    pub line: Option<u32>,
-    /// Whether this frame was inlined into the next one.
-    pub inlined: bool,
-}
-
-/// Where an access came from: the accessing instruction and its source frames.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Site {
-    /// The address of the accessing instruction (on x86 the instruction before the sampled
-    /// IP, which points after the access).
-    pub ip: u64,
-    /// The module (file name) containing it, if any.
-    pub module: Option<String>,
-    /// Innermost first; empty when nothing is known.
-    pub frames: Vec<Frame>,
-}
-
-impl Site {
-    /// A site known only by its address.
-    pub fn unknown(ip: u64) -> Site {
-        Site {
-            ip,
-            module: None,
-            frames: Vec::new(),
-        }
-    }
-
-    /// The outermost (non-inlined) function's frame, if known: the function the summary
-    /// groups by.
-    pub fn outer(&self) -> Option<&Frame> {
-        self.frames.last()
-    }
-
-    /// The innermost frame: the source line of the access itself.
-    pub fn inner(&self) -> Option<&Frame> {
-        self.frames.first()
+/// A hit site known only by its sampled IP (no module or no symbols).
+pub fn unknown_site(trap_ip: u64) -> Site {
+    Site {
+        trap_ip,
+        access: AccessingInstruction {
+            ip: trap_ip,
+            len_bytes: None,
+            method: AccessIpMethod::Exact,
+        },
+        module: None,
+        link_addr: None,
+        frames: Vec::new(),
     }
 }
 
@@ -195,7 +164,7 @@ mod tests {
             cpu: None,
             watch,
             access: Access::Write,
-            site: Arc::new(Site::unknown(0x1000)),
+            site: Arc::new(unknown_site(0x1000)),
             value: Some(value.to_le_bytes().to_vec()),
             changed: None,
             backtrace: Vec::new(),

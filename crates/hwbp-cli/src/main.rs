@@ -16,16 +16,15 @@ use clap::{Parser, Subcommand};
 
 mod arches;
 mod demo_target;
-#[allow(dead_code)] // wired into run/attach next
 mod hit;
 mod messages;
 mod plan;
 mod regs;
-#[allow(dead_code)] // wired into run/attach next
 mod report;
-#[allow(dead_code)] // wired into run/attach next
+mod run;
+mod sampler;
+mod session;
 mod status;
-#[allow(dead_code)] // wired into run/attach next
 mod trace;
 
 /// hwbp: hardware breakpoints and watchpoints, planned and programmed as Linux does.
@@ -40,6 +39,10 @@ struct Cli {
 enum Command {
     /// Plan watches into one thread's debug registers and print the register values.
     Plan(plan::Args),
+    /// Start a program with watches armed before its first instruction; print every access.
+    Run(run::RunArgs),
+    /// Watch memory in a running process until Ctrl-C, --duration or its exit.
+    Attach(run::AttachArgs),
 }
 
 /// The hidden subcommand that runs the program `hwbp demo` watches (see `demo_target`).
@@ -64,10 +67,14 @@ where
         Err(e) => return messages::clap_error(&e),
     };
     let result = match cli.command {
-        Command::Plan(args) => plan::run(args).and_then(|text| messages::output(&text)),
+        Command::Plan(args) => plan::run(args)
+            .and_then(|text| messages::output(&text))
+            .map(|()| messages::Status::Success.into()),
+        Command::Run(args) => run::run(args),
+        Command::Attach(args) => run::attach(args),
     };
     match result {
-        Ok(()) => messages::Status::Success.into(),
+        Ok(code) => code,
         Err(failure) => messages::failure(&failure),
     }
 }

@@ -90,3 +90,73 @@ pub fn clap_error(e: &clap::Error) -> ExitCode {
         }
     }
 }
+
+/// The stream of hits on stdout (buffered; a closed stdout stops output quietly) and the
+/// live status line on stderr.
+pub struct Out {
+    stdout: io::BufWriter<io::Stdout>,
+    closed: bool,
+    stderr_tty: bool,
+}
+
+impl Default for Out {
+    fn default() -> Self {
+        Out::new()
+    }
+}
+
+impl Out {
+    /// Hits to stdout, status to stderr.
+    pub fn new() -> Out {
+        use std::io::IsTerminal;
+        Out {
+            stdout: io::BufWriter::with_capacity(1 << 16, io::stdout()),
+            closed: false,
+            stderr_tty: io::stderr().is_terminal(),
+        }
+    }
+
+    /// Whether stderr is a terminal (the status line is drawn only then).
+    pub fn stderr_is_terminal(&self) -> bool {
+        self.stderr_tty
+    }
+
+    /// Writes one hit record (or any stdout text).
+    pub fn hit(&mut self, text: &str) {
+        if !self.closed && self.stdout.write_all(text.as_bytes()).is_err() {
+            self.closed = true;
+        }
+    }
+
+    /// Erases the status line, then writes `text`.
+    pub fn hit_with_status(&mut self, status: &mut crate::status::StatusLine, text: &str) {
+        let clear = status.clear();
+        if !clear.is_empty() {
+            self.flush();
+            self.status(clear);
+        }
+        self.hit(text);
+    }
+
+    /// Draws (or erases) the status line on stderr.
+    pub fn status(&mut self, text: &str) {
+        if !text.is_empty() {
+            self.flush();
+            let mut e = io::stderr().lock();
+            let _ = e.write_all(text.as_bytes()).and_then(|()| e.flush());
+        }
+    }
+
+    /// Flushes stdout.
+    pub fn flush(&mut self) {
+        if !self.closed && self.stdout.flush().is_err() {
+            self.closed = true;
+        }
+    }
+
+    /// A one-line note on stderr (`hwbp: ...`).
+    pub fn note(&mut self, text: &str) {
+        self.flush();
+        eprintln!("hwbp: {text}");
+    }
+}

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use hwbp_core::{Access, Spec};
 use serde_json::{json, Value};
 
-use crate::hit::{value_int, Frame, Hit, Site};
+use hwbp::symbols::symbolize::{Frame, Site};
+
+use crate::hit::{value_int, Hit};
 
 /// The JSON schema id of hit records; bump the number on an incompatible change.
 pub const HIT_SCHEMA: &str = "hwbp.hit/1";
@@ -29,6 +31,11 @@ pub struct WatchInfo {
     pub spec: Spec,
     /// Whether the value is a signed integer (from DWARF; unsigned when unknown).
     pub signed: bool,
+}
+
+/// The outermost (non-inlined) function's frame: the function the summary groups by.
+fn outer(site: &Site) -> Option<&Frame> {
+    site.frames.last()
 }
 
 fn access_str(a: Access) -> &'static str {
@@ -53,9 +60,9 @@ fn frame_text(f: &Frame, out: &mut String) {
 pub fn site_text(site: &Site) -> String {
     let mut out = String::new();
     if site.frames.is_empty() {
-        let _ = write!(out, "{:#x}", site.ip);
-        if let Some(m) = &site.module {
-            let _ = write!(out, " ({m})");
+        let _ = write!(out, "{:#x}", site.access.ip);
+        if let Some(name) = site.module.as_deref().and_then(|m| m.file_name()) {
+            let _ = write!(out, " ({})", name.to_string_lossy());
         }
         return out;
     }
@@ -119,6 +126,7 @@ fn frames_json(frames: &[Frame]) -> Value {
                     "function": f.function,
                     "file": f.file,
                     "line": f.line,
+                    "column": f.column,
                     "inlined": f.inlined,
                 })
             })
@@ -128,8 +136,8 @@ fn frames_json(frames: &[Frame]) -> Value {
 
 fn site_json(s: &Site) -> Value {
     json!({
-        "ip": format!("{:#x}", s.ip),
-        "module": s.module,
+        "ip": format!("{:#x}", s.access.ip),
+        "module": s.module.as_deref().map(|m| m.to_string_lossy()),
         "frames": frames_json(&s.frames),
     })
 }
@@ -146,8 +154,8 @@ fn hex(bytes: &[u8]) -> String {
 /// One hit as a JSON Lines record (`hwbp.hit/1`, see docs/JSON.md), newline included.
 pub fn hit_json(hit: &Hit, watches: &[WatchInfo]) -> String {
     let w = &watches[hit.watch];
-    let outer = hit.site.outer();
-    let inner = hit.site.inner();
+    let outer = outer(&hit.site);
+    let inner = hit.site.primary_frame();
     let mut v = json!({
         "schema": HIT_SCHEMA,
         "time_ns": hit.time_ns,
@@ -157,7 +165,7 @@ pub fn hit_json(hit: &Hit, watches: &[WatchInfo]) -> String {
         "watch": hit.watch + 1,
         "label": w.label,
         "access": access_str(hit.access),
-        "ip": format!("{:#x}", hit.site.ip),
+        "ip": format!("{:#x}", hit.site.access.ip),
         "function": outer.and_then(|f| f.function.as_deref()),
         "file": inner.and_then(|f| f.file.as_deref()),
         "line": inner.and_then(|f| f.line),
@@ -213,11 +221,14 @@ pub struct SiteRow {
     pub last_ns: u64,
 }
 
+/// (function, file, line) of a site.
+type LineKey = (Option<String>, Option<String>, Option<u32>);
+
 /// Hits grouped by (watch, function, file:line, access); fed every reported hit.
 #[derive(Debug, Default)]
 pub struct Summary {
     rows: Vec<SiteRow>,
-    index: HashMap<(usize, Option<Frame>, Access, u64), usize>,
+    index: HashMap<(usize, Option<LineKey>, Access, u64), usize>,
     /// Hits fed.
     pub hits: u64,
 }
@@ -227,13 +238,14 @@ impl Summary {
     pub fn add(&mut self, hit: &Hit) {
         self.hits += 1;
         // Group by the innermost source line and the outer function; unknown sites by address.
-        let line = hit.site.inner().map(|f| Frame {
-            function: hit.site.outer().and_then(|o| o.function.clone()),
-            file: f.file.clone(),
-            line: f.line,
-            inlined: false,
+        let line = hit.site.primary_frame().map(|f| {
+            (
+                outer(&hit.site).and_then(|o| o.function.clone()),
+                f.file.clone(),
+                f.line,
+            )
         });
-        let ip_key = if line.is_some() { 0 } else { hit.site.ip };
+        let ip_key = if line.is_some() { 0 } else { hit.site.access.ip };
         let key = (hit.watch, line, hit.access, ip_key);
         let i = *self.index.entry(key).or_insert_with(|| {
             self.rows.push(SiteRow {
@@ -306,20 +318,19 @@ pub fn summary_text(summary: &Summary, watches: &[WatchInfo], totals: &Totals) -
     let cells: Vec<[String; 8]> = rows
         .iter()
         .map(|r| {
-            let inner = r.site.inner();
+            let inner = r.site.primary_frame();
             let place = match inner.and_then(|f| f.file.as_deref()) {
                 Some(file) => match inner.and_then(|f| f.line) {
                     Some(l) => format!("{}:{l}", short_file(file)),
                     None => short_file(file).to_owned(),
                 },
-                None => format!("{:#x}", r.site.ip),
+                None => format!("{:#x}", r.site.access.ip),
             };
             [
                 r.hits.to_string(),
                 watches[r.watch].label.clone(),
                 access_str(r.access).to_owned(),
-                r.site
-                    .outer()
+                outer(&r.site)
                     .and_then(|f| f.function.clone())
                     .unwrap_or_else(|| "??".to_owned()),
                 place,
@@ -388,15 +399,15 @@ pub fn summary_json(
         .rows()
         .iter()
         .map(|r| {
-            let inner = r.site.inner();
+            let inner = r.site.primary_frame();
             json!({
                 "watch": r.watch + 1,
                 "label": watches[r.watch].label,
                 "access": access_str(r.access),
-                "function": r.site.outer().and_then(|f| f.function.as_deref()),
+                "function": outer(&r.site).and_then(|f| f.function.as_deref()),
                 "file": inner.and_then(|f| f.file.as_deref()),
                 "line": inner.and_then(|f| f.line),
-                "ip": format!("{:#x}", r.site.ip),
+                "ip": format!("{:#x}", r.site.access.ip),
                 "hits": r.hits,
                 "threads": r.threads.len(),
                 "first_ns": r.first_ns,
@@ -422,17 +433,20 @@ pub fn summary_json(
 mod tests {
     use super::*;
 
+    fn frame(function: &str, file: &str, line: u32, inlined: bool) -> Frame {
+        Frame {
+            function: Some(function.to_owned()),
+            file: Some(file.to_owned()),
+            line: Some(line),
+            column: None,
+            inlined,
+        }
+    }
+
     fn site(function: &str, line: u32) -> Arc<Site> {
-        Arc::new(Site {
-            ip: 0x1000 + u64::from(line),
-            module: None,
-            frames: vec![Frame {
-                function: Some(function.to_owned()),
-                file: Some("/w/crates/x/src/demo.rs".to_owned()),
-                line: Some(line),
-                inlined: false,
-            }],
-        })
+        let mut s = crate::hit::unknown_site(0x1000 + u64::from(line));
+        s.frames = vec![frame(function, "/w/crates/x/src/demo.rs", line, false)];
+        Arc::new(s)
     }
 
     fn hit(site: &Arc<Site>, tid: u32, t: u64, v: i64) -> Hit {
@@ -471,26 +485,10 @@ mod tests {
 
     #[test]
     fn inlined_frames_read_inner_to_outer() {
-        let s = Site {
-            ip: 1,
-            module: None,
-            frames: vec![
-                Frame {
-                    function: Some("add".into()),
-                    file: Some("a.c".into()),
-                    line: Some(3),
-                    inlined: true,
-                },
-                Frame {
-                    function: Some("main".into()),
-                    file: Some("a.c".into()),
-                    line: Some(10),
-                    inlined: false,
-                },
-            ],
-        };
+        let mut s = crate::hit::unknown_site(1);
+        s.frames = vec![frame("add", "a.c", 3, true), frame("main", "a.c", 10, false)];
         assert_eq!(site_text(&s), "add (a.c:3) inlined into main (a.c:10)");
-        assert_eq!(site_text(&Site::unknown(0x10)), "0x10");
+        assert_eq!(site_text(&crate::hit::unknown_site(0x10)), "0x10");
     }
 
     #[test]

@@ -78,8 +78,7 @@ impl<W: Write> TraceWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hit::Site;
-    use hwbp_core::{Access, Spec};
+        use hwbp_core::{Access, Spec};
     use std::sync::Arc;
 
     #[test]
@@ -98,7 +97,7 @@ mod tests {
                 cpu: None,
                 watch: 0,
                 access: Access::Write,
-                site: Arc::new(Site::unknown(0x99)),
+                site: Arc::new(crate::hit::unknown_site(0x99)),
                 value: Some(vec![7, 0, 0, 0]),
                 changed: None,
                 backtrace: Vec::new(),
