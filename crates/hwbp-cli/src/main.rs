@@ -15,6 +15,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod arches;
+mod caps;
+mod demo;
 mod demo_target;
 mod hit;
 mod messages;
@@ -24,6 +26,7 @@ mod report;
 mod run;
 mod sampler;
 mod session;
+mod stat;
 mod status;
 mod trace;
 
@@ -43,6 +46,12 @@ enum Command {
     Run(run::RunArgs),
     /// Watch memory in a running process until Ctrl-C, --duration or its exit.
     Attach(run::AttachArgs),
+    /// Count accesses only, like `perf stat`: one line per watch (or per thread).
+    Stat(stat::Args),
+    /// Report what this machine allows, with a self-test.
+    Caps(caps::Args),
+    /// Watch a demo program's account balance and find the write that corrupts it.
+    Demo(demo::Args),
 }
 
 /// The hidden subcommand that runs the program `hwbp demo` watches (see `demo_target`).
@@ -72,6 +81,9 @@ where
             .map(|()| messages::Status::Success.into()),
         Command::Run(args) => run::run(args),
         Command::Attach(args) => run::attach(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Stat(args) => stat::run(args),
+        Command::Caps(args) => caps::run(args),
     };
     match result {
         Ok(code) => code,

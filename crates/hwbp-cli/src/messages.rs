@@ -153,10 +153,4 @@ impl Out {
             self.closed = true;
         }
     }
-
-    /// A one-line note on stderr (`hwbp: ...`).
-    pub fn note(&mut self, text: &str) {
-        self.flush();
-        eprintln!("hwbp: {text}");
-    }
 }

@@ -231,12 +231,17 @@ pub struct Summary {
     index: HashMap<(usize, Option<LineKey>, Access, u64), usize>,
     /// Hits fed.
     pub hits: u64,
+    /// Thread names seen, by tid.
+    pub names: HashMap<u32, Arc<str>>,
 }
 
 impl Summary {
     /// Adds one hit.
     pub fn add(&mut self, hit: &Hit) {
         self.hits += 1;
+        if let Some(name) = &hit.thread {
+            self.names.entry(hit.tid).or_insert_with(|| name.clone());
+        }
         // Group by the innermost source line and the outer function; unknown sites by address.
         let line = hit.site.primary_frame().map(|f| {
             (
@@ -245,7 +250,11 @@ impl Summary {
                 f.line,
             )
         });
-        let ip_key = if line.is_some() { 0 } else { hit.site.access.ip };
+        let ip_key = if line.is_some() {
+            0
+        } else {
+            hit.site.access.ip
+        };
         let key = (hit.watch, line, hit.access, ip_key);
         let i = *self.index.entry(key).or_insert_with(|| {
             self.rows.push(SiteRow {
@@ -287,7 +296,8 @@ pub struct Totals {
     pub duration_ns: u64,
 }
 
-fn short_file(file: &str) -> &str {
+/// A source path shortened to the crate-relative part (`x/src/a.rs`).
+pub fn short_file(file: &str) -> &str {
     // Keep the path readable: the part from the last `src/`, `tests/` or the file name.
     for marker in ["/src/", "/tests/"] {
         if let Some(i) = file.rfind(marker) {
@@ -486,7 +496,10 @@ mod tests {
     #[test]
     fn inlined_frames_read_inner_to_outer() {
         let mut s = crate::hit::unknown_site(1);
-        s.frames = vec![frame("add", "a.c", 3, true), frame("main", "a.c", 10, false)];
+        s.frames = vec![
+            frame("add", "a.c", 3, true),
+            frame("main", "a.c", 10, false),
+        ];
         assert_eq!(site_text(&s), "add (a.c:3) inlined into main (a.c:10)");
         assert_eq!(site_text(&crate::hit::unknown_site(0x10)), "0x10");
     }

@@ -77,10 +77,12 @@ impl ReportArgs {
 
 /// `hwbp run [OPTIONS] --watch SPEC... -- CMD [ARGS]...`
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Each hit line: time since the first hit, thread id and name, access, \
+#[command(
+    after_help = "Each hit line: time since the first hit, thread id and name, access, \
     watch, the value now in the watched bytes (read right after the hit was sampled, not at \
     the access), and the accessing instruction as function (file:line). Exit status: CMD's \
-    (128 + N if a signal N killed it); 2 if the watches cannot be set up.")]
+    (128 + N if a signal N killed it); 2 if the watches cannot be set up."
+)]
 pub struct RunArgs {
     #[command(flatten)]
     watches: WatchArgs,
@@ -93,8 +95,10 @@ pub struct RunArgs {
 
 /// `hwbp attach -p PID [--duration SECS] --watch SPEC...`
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Watches until Ctrl-C, --duration or the process's exit; the process \
-    keeps running undisturbed afterwards. Hit lines as in `hwbp run`.")]
+#[command(
+    after_help = "Watches until Ctrl-C, --duration or the process's exit; the process \
+    keeps running undisturbed afterwards. Hit lines as in `hwbp run`."
+)]
 pub struct AttachArgs {
     /// The process to watch (all its threads, and threads it creates later)
     #[arg(short, long, value_name = "PID")]
@@ -215,7 +219,14 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
                 .map_err(|e| Failure::failed(anyhow!("waiting for the program: {e}")))?
         }
     };
-    print_summary(&mut out, opts.json, &summary, &watches, &outcome, Some(status));
+    print_summary(
+        &mut out,
+        opts.json,
+        &summary,
+        &watches,
+        &outcome,
+        Some(status),
+    );
     Ok(exit_code(status))
 }
 

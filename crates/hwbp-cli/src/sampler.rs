@@ -223,7 +223,12 @@ impl Sampler {
                         Error::sys(Op::Open, Some(At { scope, piece }), errno, &ctx)
                     })?;
                     let id = sys.ioctl(fd.as_fd(), Ioctl::Id).map_err(|errno| {
-                        Error::sys(Op::Id, Some(At { scope, piece }), errno, &ErrorCtx::default())
+                        Error::sys(
+                            Op::Id,
+                            Some(At { scope, piece }),
+                            errno,
+                            &ErrorCtx::default(),
+                        )
                     })?;
                     self.ids.push((id, watch));
                     self.events.push((fd, cpu));
@@ -231,11 +236,6 @@ impl Sampler {
             }
         }
         Ok(())
-    }
-
-    /// Number of perf events open.
-    pub fn event_count(&self) -> usize {
-        self.events.len()
     }
 
     /// Waits until a ring reached its wakeup point or `timeout` passed (split over the

@@ -163,23 +163,26 @@ pub fn watch(
         }
         raws.clear();
         let backtrace = opts.backtrace;
-        sampler.drain(|s| {
-            let Some(watch) = s.watch else { return };
-            let callchain = match (backtrace, s.sample.callchain) {
-                (true, Some(c)) => c.iter().filter(|&ip| ip < PERF_CONTEXT_MAX).collect(),
-                _ => Vec::new(),
-            };
-            raws.push(Raw {
-                watch,
-                tid: s.sample.tid.unwrap_or(0),
-                time: s.sample.time.unwrap_or(0),
-                cpu: s.sample.cpu,
-                ip: s.sample.ip.unwrap_or(0),
-                callchain,
-            });
-        }, |tid, name| {
-            names.insert(tid, Some(Arc::from(name)));
-        });
+        sampler.drain(
+            |s| {
+                let Some(watch) = s.watch else { return };
+                let callchain = match (backtrace, s.sample.callchain) {
+                    (true, Some(c)) => c.iter().filter(|&ip| ip < PERF_CONTEXT_MAX).collect(),
+                    _ => Vec::new(),
+                };
+                raws.push(Raw {
+                    watch,
+                    tid: s.sample.tid.unwrap_or(0),
+                    time: s.sample.time.unwrap_or(0),
+                    cpu: s.sample.cpu,
+                    ip: s.sample.ip.unwrap_or(0),
+                    callchain,
+                });
+            },
+            |tid, name| {
+                names.insert(tid, Some(Arc::from(name)));
+            },
+        );
         // Rings are drained one CPU after the other: restore time order.
         raws.sort_by_key(|r| r.time);
         seen += raws.len() as u64;

@@ -78,7 +78,7 @@ impl<W: Write> TraceWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-        use hwbp_core::{Access, Spec};
+    use hwbp_core::{Access, Spec};
     use std::sync::Arc;
 
     #[test]
