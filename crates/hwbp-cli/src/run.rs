@@ -13,7 +13,8 @@ use hwbp::symbols::maps::AddressSpace;
 use hwbp::symbols::resolve::Resolver;
 use hwbp::symbols::symbolize::Symbolizer;
 use hwbp::sys::Pid;
-use hwbp_core::Spec;
+use hwbp_core::arch::{NativeArch, ParseCtx};
+use hwbp_core::{RegFile, Spec};
 
 use crate::hit::FilterSpec;
 use crate::messages::{Failure, Out};
@@ -141,6 +142,7 @@ pub fn resolve(pid: Pid, specs: &[String]) -> Result<(Vec<WatchInfo>, Symbolizer
 
 /// Arms the watches on every thread of `pid`.
 pub fn arm(pid: Pid, watches: &[WatchInfo], backtrace: bool) -> Result<Sampler, Failure> {
+    check_fit(watches)?;
     let specs: Vec<Spec> = watches.iter().map(|w| w.spec).collect();
     let opts = SamplerOptions {
         callchain: backtrace,
@@ -149,6 +151,18 @@ pub fn arm(pid: Pid, watches: &[WatchInfo], backtrace: bool) -> Result<Sampler, 
     Sampler::arm(pid, &specs, &opts).map_err(|e| {
         Failure::refused(anyhow!("{e}").context(format!("cannot arm the watches in pid {pid}")))
     })
+}
+
+/// Plans every watch into one thread's debug registers first, so a set that cannot fit (or
+/// an access the arch refuses) is named before anything is opened.
+pub fn check_fit(watches: &[WatchInfo]) -> Result<(), Failure> {
+    let mut file = RegFile::new(NativeArch::new(), ParseCtx::ROOT_TASK);
+    for w in watches {
+        file.insert(&w.spec).map_err(|e| {
+            Failure::refused(anyhow!("cannot watch '{}' ({}): {e}", w.label, w.spec))
+        })?;
+    }
+    Ok(())
 }
 
 /// Starts CMD stopped at its entry point.

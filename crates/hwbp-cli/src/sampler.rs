@@ -211,7 +211,8 @@ impl Sampler {
                     let piece = u32::try_from(piece).unwrap_or(u32::MAX);
                     let fd = sys.perf_event_open(&attr, scope, None).map_err(|errno| {
                         let holders = Holders {
-                            tracer: target::tracer_of(pid),
+                            // At `run`'s entry stop the tracer is hwbp itself: not a holder.
+                            tracer: target::tracer_of(pid).filter(|t| *t != Pid::current()),
                             process_perf_events: None,
                             cpu_wide_possible: true,
                         };

@@ -69,6 +69,7 @@ impl Counting {
                 HashMap::new(),
             ));
         }
+        cmd::check_fit(watches)?;
         let mut armed = Vec::new();
         for w in watches {
             let watch = Watch::new(Target::Process(pid), w.spec).map_err(|e| {
