@@ -51,7 +51,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         ));
         out.flush();
     }
-    let mut child = stopped.resume().map_err(Failure::failed)?;
+    let mut child = stopped.resume_until_exit().map_err(Failure::failed)?;
     let opts = Options {
         json: args.json,
         quiet: !args.json,

@@ -207,7 +207,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let sampler = arm(pid, &watches, args.report.backtrace)?;
     let mem = Memory::open(pid);
     let initial = watches.iter().map(|w| mem.read(w)).collect();
-    let mut child = stopped.resume().map_err(Failure::failed)?;
+    let mut child = stopped.resume_until_exit().map_err(Failure::failed)?;
     let mut out = Out::new();
     let opts = args.report.options(None);
     let (outcome, summary) = session::watch(

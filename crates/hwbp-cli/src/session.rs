@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use hwbp::launch::{self, Child, ExitStatus};
+use hwbp::launch::{self, Child, ChildState, ExitStatus};
 use hwbp::symbols::symbolize::{Site, Symbolizer};
 use hwbp::sys::Pid;
 
@@ -148,18 +148,20 @@ pub fn watch(
         // Whether the program ended: checked before draining, so the last drain sees every
         // sample it wrote.
         let ended = match &mut until {
-            Until::Child(c) => match c.try_wait() {
-                Ok(s) => {
-                    outcome.exit = s;
-                    s.is_some()
+            // A child stopped at its exit still has its memory: the last values are read.
+            Until::Child(c) => match c.poll() {
+                Ok(ChildState::Running) => false,
+                Ok(ChildState::Exiting) | Err(_) => true,
+                Ok(ChildState::Exited(s)) => {
+                    outcome.exit = Some(s);
+                    true
                 }
-                Err(_) => true,
             },
             Until::Process(p) => !std::path::Path::new(&format!("/proc/{p}")).exists(),
         };
         let last = ended || timed_out || outcome.signal.is_some() || filter.done();
         if !last {
-            sampler.poll(Duration::from_millis(100));
+            sampler.poll(Duration::from_millis(50));
         }
         raws.clear();
         let backtrace = opts.backtrace;

@@ -208,8 +208,8 @@ impl Stopped {
     fn wait_trap(&mut self) -> Result<(), LaunchError> {
         loop {
             match sys::wait(self.pid, true).map_err(sys_err("waitpid"))? {
-                Some(WaitStatus::Stopped(libc::SIGTRAP)) => return Ok(()),
-                Some(WaitStatus::Stopped(sig)) => {
+                Some(WaitStatus::Stopped(libc::SIGTRAP, _)) => return Ok(()),
+                Some(WaitStatus::Stopped(sig, _)) => {
                     sys::cont(self.pid, sig).map_err(sys_err("PTRACE_CONT"))?
                 }
                 Some(WaitStatus::Exited(c)) => {
@@ -265,6 +265,29 @@ impl Stopped {
         Ok(Child {
             pid: self.pid,
             status: None,
+            traced: false,
+            exiting: false,
+        })
+    }
+
+    /// Lets the program run, still traced but only to catch its exit: the main thread stops
+    /// at `PTRACE_EVENT_EXIT`, before its memory is released, so the caller can read the
+    /// watched bytes one last time ([`Child::poll`] reports [`ChildState::Exiting`]). Signals
+    /// for the main thread are passed on by [`Child::poll`] (so they wait for its next call);
+    /// a job-control stop of the main thread is not kept (it is resumed).
+    pub fn resume_until_exit(mut self) -> Result<Child, LaunchError> {
+        sys::set_options(
+            self.pid,
+            sys::O_EXITKILL | sys::O_TRACEEXIT | sys::O_TRACEEXEC,
+        )
+        .map_err(sys_err("PTRACE_SETOPTIONS"))?;
+        sys::cont(self.pid, 0).map_err(sys_err("PTRACE_CONT"))?;
+        self.live = false;
+        Ok(Child {
+            pid: self.pid,
+            status: None,
+            traced: true,
+            exiting: false,
         })
     }
 }
@@ -278,11 +301,25 @@ impl Drop for Stopped {
     }
 }
 
-/// A child program running untraced.
+/// Where a child program is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChildState {
+    /// Still running.
+    Running,
+    /// Stopped at its exit (traced children only): its memory is still readable; the next
+    /// [`Child::wait`] lets it finish.
+    Exiting,
+    /// Gone, with this status.
+    Exited(ExitStatus),
+}
+
+/// A child program (untraced, or traced only for its exit).
 #[derive(Debug)]
 pub struct Child {
     pid: Pid,
     status: Option<ExitStatus>,
+    traced: bool,
+    exiting: bool,
 }
 
 impl Child {
@@ -300,23 +337,70 @@ impl Child {
         self.status
     }
 
-    /// Its exit status if it has ended (reaps it), without blocking.
-    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>, Errno> {
-        if self.status.is_some() {
-            return Ok(self.status);
+    /// Handles a ptrace stop of a traced child: the exit stop is kept, anything else is
+    /// resumed (a signal-delivery-stop with its signal).
+    fn on_stop(&mut self, sig: i32, event: i32) -> Result<(), Errno> {
+        if event == sys::EVENT_EXIT {
+            self.exiting = true;
+            return Ok(());
         }
-        let w = sys::wait(self.pid, false)?;
-        Ok(self.record(w))
+        let pass = if event == 0 && sys::is_signal_delivery_stop(self.pid) {
+            sig
+        } else {
+            0
+        };
+        sys::cont(self.pid, pass)
     }
 
-    /// Waits for it to end.
+    /// Where it is, without blocking (reaps it if it ended).
+    pub fn poll(&mut self) -> Result<ChildState, Errno> {
+        loop {
+            if let Some(s) = self.status {
+                return Ok(ChildState::Exited(s));
+            }
+            if self.exiting {
+                return Ok(ChildState::Exiting);
+            }
+            match sys::wait(self.pid, false)? {
+                None => return Ok(ChildState::Running),
+                Some(WaitStatus::Stopped(sig, event)) => self.on_stop(sig, event)?,
+                w => {
+                    self.record(w);
+                }
+            }
+        }
+    }
+
+    /// Its exit status if it has ended (reaps it), without blocking; a traced child stopped
+    /// at its exit counts as not ended yet.
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>, Errno> {
+        match self.poll()? {
+            ChildState::Exited(s) => Ok(Some(s)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Waits for it to end (letting a traced child finish its exit).
     pub fn wait(&mut self) -> Result<ExitStatus, Errno> {
         loop {
             if let Some(s) = self.status {
                 return Ok(s);
             }
-            let w = sys::wait(self.pid, true)?;
-            self.record(w);
+            if self.exiting {
+                self.exiting = false;
+                // Untraced from here: it finishes exiting on its own.
+                if sys::detach(self.pid, 0).is_err() {
+                    sys::cont(self.pid, 0)?;
+                }
+                self.traced = false;
+            }
+            match sys::wait(self.pid, true)? {
+                Some(WaitStatus::Stopped(sig, event)) if self.traced => self.on_stop(sig, event)?,
+                Some(WaitStatus::Stopped(..)) => {}
+                w => {
+                    self.record(w);
+                }
+            }
         }
     }
 
@@ -326,6 +410,15 @@ impl Child {
             return Ok(());
         }
         sys::kill(self.pid, sig)
+    }
+}
+
+impl Drop for Child {
+    /// A traced child is never left stopped: it is detached (or continued) so it runs on.
+    fn drop(&mut self) {
+        if self.traced && self.status.is_none() {
+            let _ = sys::detach(self.pid, 0);
+        }
     }
 }
 
@@ -364,6 +457,30 @@ mod tests {
         }
         let mut child = stopped.resume().unwrap();
         assert_eq!(child.wait(), Ok(ExitStatus::Code(7)));
+    }
+
+    #[test]
+    fn a_traced_child_stops_at_exit_with_its_memory_readable() {
+        let args = [
+            OsString::from("-c"),
+            OsString::from("kill -USR1 $$; exit 5"),
+        ];
+        let stopped = spawn_at_entry(OsStr::new("sh"), &args).unwrap();
+        let pid = stopped.pid();
+        let mut child = stopped.resume_until_exit().unwrap();
+        // SIGUSR1 is passed on (and kills sh, whose default action it is), so the exit stop
+        // comes after it; the memory is still there at the exit stop.
+        let state = loop {
+            match child.poll().unwrap() {
+                ChildState::Running => std::thread::yield_now(),
+                s => break s,
+            }
+        };
+        assert_eq!(state, ChildState::Exiting);
+        assert!(std::fs::read_to_string(format!("/proc/{pid}/maps"))
+            .unwrap()
+            .contains("sh"));
+        assert_eq!(child.wait(), Ok(ExitStatus::Signal(libc::SIGUSR1)));
     }
 
     #[test]

@@ -15,8 +15,8 @@ pub enum WaitStatus {
     Exited(i32),
     /// `WIFSIGNALED`: the signal that killed it.
     Signaled(i32),
-    /// `WIFSTOPPED`: the stop signal (a ptrace stop).
-    Stopped(i32),
+    /// `WIFSTOPPED`: the stop signal (a ptrace stop) and the `PTRACE_EVENT_*` (0 = none).
+    Stopped(i32, i32),
 }
 
 fn check(ret: libc::c_long) -> Result<libc::c_long, Errno> {
@@ -112,7 +112,7 @@ pub fn wait(pid: Pid, block: bool) -> Result<Option<WaitStatus>, Errno> {
         } else if libc::WIFSIGNALED(status) {
             WaitStatus::Signaled(libc::WTERMSIG(status))
         } else {
-            WaitStatus::Stopped(libc::WSTOPSIG(status))
+            WaitStatus::Stopped(libc::WSTOPSIG(status), (status >> 16) & 0xff)
         }));
     }
 }
@@ -137,6 +137,27 @@ pub fn set_options(pid: Pid, options: u64) -> Result<(), Errno> {
 
 /// `PTRACE_O_EXITKILL`: the tracee is killed if the tracer exits.
 pub const O_EXITKILL: u64 = libc::PTRACE_O_EXITKILL as u64;
+/// `PTRACE_O_TRACEEXIT`: stop at `PTRACE_EVENT_EXIT`, before the memory is released.
+pub const O_TRACEEXIT: u64 = libc::PTRACE_O_TRACEEXIT as u64;
+/// `PTRACE_O_TRACEEXEC`: an exec is a `PTRACE_EVENT_EXEC` stop, not a plain SIGTRAP.
+pub const O_TRACEEXEC: u64 = libc::PTRACE_O_TRACEEXEC as u64;
+/// `PTRACE_EVENT_EXIT`.
+pub const EVENT_EXIT: i32 = libc::PTRACE_EVENT_EXIT;
+
+/// Whether the tracee's current stop is a signal-delivery-stop (`PTRACE_GETSIGINFO`
+/// succeeds) rather than a group-stop (it fails with `EINVAL`).
+pub fn is_signal_delivery_stop(pid: Pid) -> bool {
+    // SAFETY: siginfo_t is plain data; GETSIGINFO fills the live struct we pass.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        libc::ptrace(
+            libc::PTRACE_GETSIGINFO,
+            pid.get(),
+            std::ptr::null_mut::<libc::c_void>(),
+            &mut info as *mut libc::siginfo_t,
+        ) == 0
+    }
+}
 
 /// `PTRACE_PEEKTEXT`: one word of the tracee's memory.
 pub fn peek_text(pid: Pid, addr: u64) -> Result<u64, Errno> {
