@@ -94,23 +94,35 @@ pub fn clap_error(e: &clap::Error) -> ExitCode {
 /// The stream of hits on stdout (buffered; a closed stdout stops output quietly) and the
 /// live status line on stderr.
 pub struct Out {
-    stdout: io::BufWriter<io::Stdout>,
+    stdout: io::BufWriter<Box<dyn Write>>,
     closed: bool,
     stderr_tty: bool,
-}
-
-impl Default for Out {
-    fn default() -> Self {
-        Out::new()
-    }
 }
 
 impl Out {
     /// Hits to stdout, status to stderr.
     pub fn new() -> Out {
+        Out::with_sink(Box::new(io::stdout()))
+    }
+
+    /// Hits to `path` (`-o FILE`) or stdout, status to stderr.
+    pub fn to(path: Option<&std::path::Path>) -> Result<Out, Failure> {
+        match path {
+            None => Ok(Out::new()),
+            Some(p) => std::fs::File::create(p)
+                .map(|f| Out::with_sink(Box::new(f)))
+                .map_err(|e| {
+                    Failure::refused(
+                        anyhow::Error::new(e).context(format!("creating --output {}", p.display())),
+                    )
+                }),
+        }
+    }
+
+    fn with_sink(sink: Box<dyn Write>) -> Out {
         use std::io::IsTerminal;
         Out {
-            stdout: io::BufWriter::with_capacity(1 << 16, io::stdout()),
+            stdout: io::BufWriter::with_capacity(1 << 16, sink),
             closed: false,
             stderr_tty: io::stderr().is_terminal(),
         }

@@ -57,6 +57,9 @@ pub struct ReportArgs {
     /// No line per hit; only the summary
     #[arg(short, long)]
     pub quiet: bool,
+    /// Write hits and the summary to FILE instead of stdout
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
 }
 
 impl ReportArgs {
@@ -207,8 +210,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let sampler = arm(pid, &watches, args.report.backtrace)?;
     let mem = Memory::open(pid);
     let initial = watches.iter().map(|w| mem.read(w)).collect();
+    let mut out = Out::to(args.report.output.as_deref())?;
     let mut child = stopped.resume_until_exit().map_err(Failure::failed)?;
-    let mut out = Out::new();
     let opts = args.report.options(None);
     let (outcome, summary) = session::watch(
         pid,
@@ -273,8 +276,13 @@ pub fn attach(args: AttachArgs) -> Result<ExitCode, Failure> {
     let sampler = arm(pid, &watches, args.report.backtrace)?;
     let mem = Memory::open(pid);
     let initial = watches.iter().map(|w| mem.read(w)).collect();
-    let mut out = Out::new();
+    let mut out = Out::to(args.report.output.as_deref())?;
     let opts = args.report.options(duration);
+    eprintln!(
+        "hwbp: watching {} watch{} in pid {pid}; Ctrl-C to stop",
+        watches.len(),
+        if watches.len() == 1 { "" } else { "es" }
+    );
     let (outcome, summary) = session::watch(
         pid,
         sampler,

@@ -459,3 +459,6 @@ registers
         }
     }
 }
+
+#[path = "cli/watch.rs"]
+mod watch;
