@@ -577,3 +577,45 @@ registers
         );
     }
 }
+
+mod readme {
+    use super::*;
+
+    /// Every `$ hwbp ...` line in the README's `console` blocks, run, prints exactly the lines
+    /// below it (stdout, then stderr).
+    #[test]
+    fn console_examples_are_real_output() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+        let readme = std::fs::read_to_string(path).expect("README.md at the repository root");
+        let mut examples = Vec::new();
+        let mut in_console = false;
+        for line in readme.lines() {
+            if line == "```console" {
+                in_console = true;
+            } else if line.starts_with("```") {
+                in_console = false;
+            } else if in_console {
+                if let Some(cmd) = line.strip_prefix("$ hwbp ") {
+                    examples.push((cmd.to_owned(), String::new()));
+                } else if let Some((_, out)) = examples.last_mut() {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        assert!(
+            examples.len() >= 6,
+            "found only {} examples",
+            examples.len()
+        );
+        for (cmd, expected) in &examples {
+            let args: Vec<&str> = cmd.split_whitespace().collect();
+            let (_, stdout, stderr) = hwbp(&args);
+            assert_eq!(
+                format!("{stdout}{stderr}"),
+                *expected,
+                "README example: hwbp {cmd}"
+            );
+        }
+    }
+}
