@@ -7,6 +7,7 @@ use std::fmt;
 use anyhow::anyhow;
 use clap::ValueEnum;
 use hwbp_core::arch::arm64::{Arm64, ARM_MAX_WRP};
+use hwbp_core::arch::power::Power;
 use hwbp_core::arch::x86_64::{HBP_NUM, X86_64};
 
 use crate::messages::Failure;
@@ -88,5 +89,22 @@ pub fn arm64(slots: Option<u32>) -> Result<Arm64, Failure> {
         None => Ok(Arm64::new()),
         Some(n) => Arm64::with_slots(n, n)
             .ok_or_else(|| bad_slots(ArchName::Arm64, n, &format!("2 to {ARM_MAX_WRP}"))),
+    }
+}
+
+/// POWER9 (one DAWR) or POWER10 (two); `--slots` may only name that number, since a DAWR
+/// cannot be taken away from the model.
+pub fn power(name: ArchName, slots: Option<u32>) -> Result<Power, Failure> {
+    let arch = match name {
+        ArchName::Power10 => Power::power10(),
+        _ => Power::power9(),
+    };
+    match slots {
+        Some(n) if n != arch.dawrs() => Err(Failure::refused(anyhow!(
+            "--slots {n}: {name} has exactly {} DAWR{}; omit --slots",
+            arch.dawrs(),
+            if arch.dawrs() == 1 { "" } else { "s" }
+        ))),
+        _ => Ok(arch),
     }
 }

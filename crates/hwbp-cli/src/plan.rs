@@ -21,7 +21,8 @@ pub struct Args {
     /// Architecture whose rules and registers to use [default: this host's]
     #[arg(long, value_enum)]
     arch: Option<ArchName>,
-    /// Usable slots per pool (x86_64: 1-4; arm64: 2-16, breakpoints and watchpoints each)
+    /// Usable slots per pool (x86_64: 1-4; arm64: 2-16, breakpoints and watchpoints each;
+    /// power9: 1; power10: 2)
     #[arg(long, value_name = "N")]
     slots: Option<u32>,
     /// Print one JSON object instead of text
@@ -66,9 +67,7 @@ pub fn run(args: Args) -> Result<String, Failure> {
     match req.arch {
         ArchName::X86_64 => report(arches::x86_64(req.slots)?, &req),
         ArchName::Arm64 => report(arches::arm64(req.slots)?, &req),
-        other => Err(Failure::refused(anyhow!(
-            "--arch {other} is not in this build yet; use --arch x86_64 or arm64"
-        ))),
+        ArchName::Power9 | ArchName::Power10 => report(arches::power(req.arch, req.slots)?, &req),
     }
 }
 
@@ -134,10 +133,17 @@ fn to_text<A: ShowRegs>(file: &RegFile<A>) -> String {
             "{arch}: {capacity} slots shared by breakpoints and watchpoints, {used} used"
         );
     } else {
-        let list: Vec<String> = pools
+        let mut list: Vec<String> = pools
             .iter()
-            .map(|(k, c, u)| format!("{c} {} slots ({u} used)", k.as_str()))
+            .filter(|(_, c, _)| *c > 0)
+            .map(|(k, c, u)| {
+                let s = if *c == 1 { "" } else { "s" };
+                format!("{c} {} slot{s} ({u} used)", k.as_str())
+            })
             .collect();
+        for (k, _, _) in pools.iter().filter(|(_, c, _)| *c == 0) {
+            list.push(format!("no {} slots", k.as_str()));
+        }
         let _ = writeln!(out, "{arch}: {}", list.join(", "));
     }
     for w in file.watches() {

@@ -6,8 +6,10 @@
 use std::fmt::Write as _;
 
 use hwbp_core::arch::arm64::{decode_ctrl_reg, Arm64, Arm64Privilege, Arm64Type, DBG_HMC_HYP};
+use hwbp_core::arch::power::{Dawrx, Power, HW_BREAKPOINT_SIZE};
 use hwbp_core::arch::x86_64::{DR7_GE, DR7_LE, X86_64};
 use hwbp_core::arch::Arch;
+use hwbp_core::regfile::Slot;
 use hwbp_core::{PoolKind, RegFile};
 use serde_json::{json, Value};
 
@@ -160,6 +162,81 @@ impl ShowRegs for Arm64 {
                 }));
             }
         }
+        Value::Array(slots)
+    }
+}
+
+/// powerpc: each DAWR/DAWRX pair (Linux `set_dawr()`; DAWRX: USER bit 0, KERNEL bit 1, HYP
+/// bit 2, WT bit 4, DR bit 5, DW bit 6, MRD bits 10..=15) and the window it watches:
+/// `(MRD + 1) * 8` bytes from the DAWR's doubleword. A cleared DAWRX reads `0xfc00`.
+impl ShowRegs for Power {
+    fn regs_text(file: &RegFile<Self>, out: &mut String) {
+        let regs = file.regs();
+        for n in 0..file.capacity(PoolKind::Data) as usize {
+            let (dawr, dawrx) = (regs.dawr[n], regs.dawrx[n]);
+            let _ = write!(out, "  DAWR{n}  {dawr:#018x}  DAWRX{n}  {dawrx:#06x}");
+            let used = file
+                .slot(Slot {
+                    pool: PoolKind::Data,
+                    index: n as u32,
+                })
+                .is_some();
+            if !used {
+                let _ = writeln!(out, "  (cleared)");
+                continue;
+            }
+            let x = Dawrx::decode(dawrx);
+            let mut flags = Vec::new();
+            for (on, name) in [
+                (x.dr, "DR"),
+                (x.dw, "DW"),
+                (x.wt, "WT"),
+                (x.user, "USER"),
+                (x.kernel, "KERNEL"),
+                (x.hyp, "HYP"),
+            ] {
+                if on {
+                    flags.push(name);
+                }
+            }
+            let _ = writeln!(
+                out,
+                "  MRD={} {}; window {:#x}/{}",
+                x.mrd,
+                flags.join(" "),
+                dawr & !(HW_BREAKPOINT_SIZE - 1),
+                x.window_len_bytes()
+            );
+        }
+    }
+
+    fn regs_json(file: &RegFile<Self>) -> Value {
+        let regs = file.regs();
+        let slots: Vec<Value> = (0..file.capacity(PoolKind::Data) as usize)
+            .map(|n| {
+                let used = file
+                    .slot(Slot {
+                        pool: PoolKind::Data,
+                        index: n as u32,
+                    })
+                    .is_some();
+                // A cleared DAWR watches nothing, whatever its MRD field says.
+                let window = if used {
+                    json!({
+                        "addr": hex(regs.dawr[n] & !(HW_BREAKPOINT_SIZE - 1)),
+                        "len": Dawrx::decode(regs.dawrx[n]).window_len_bytes(),
+                    })
+                } else {
+                    Value::Null
+                };
+                json!({
+                    "slot": n,
+                    "dawr": hex(regs.dawr[n]),
+                    "dawrx": hex(regs.dawrx[n]),
+                    "window": window,
+                })
+            })
+            .collect();
         Value::Array(slots)
     }
 }

@@ -460,5 +460,165 @@ registers
     }
 }
 
+mod plan_power {
+    use super::*;
+
+    #[test]
+    fn power9_text_flags_the_wider_window() {
+        let (status, stdout, stderr) = hwbp(&["plan", "--arch", "power9", "0x1003/8:w"]);
+        assert_eq!((status, stderr.as_str()), (0, ""));
+        // window: ALIGN_DOWN(0x1003, 8) = 0x1000 .. ALIGN(0x100b, 8) = 0x1010 -> 16 bytes
+        // DAWRX0: MRD = ((16 + 7) >> 3) - 1 = 1 -> 1 << 10 = 0x400 | DW (bit 6) 0x40
+        //         | WT (bit 4, translation) 0x10 | USER (bit 0) 0x1 -> 0x0451
+        let expected = "\
+power9: 1 data slot (1 used), no instruction slots
+
+watch 1: 0x1003/8:w, 1 piece
+  data slot 0  0x1003/8  w
+    hardware window 0x1000/16: hits outside 0x1003/8 must be filtered out
+
+registers
+  DAWR0  0x0000000000001003  DAWRX0  0x0451  MRD=1 DW WT USER; window 0x1000/16
+";
+        assert_eq!(stdout, expected);
+    }
+
+    #[test]
+    fn power10_splits_a_long_region_over_both_dawrs() {
+        let (status, stdout, stderr) = hwbp(&["plan", "--arch", "power10", "0x1003/600:w"]);
+        assert_eq!((status, stderr.as_str()), (0, ""));
+        // DAWR0 0x1003/509 -> window 0x1000/512: MRD = 63 -> 0xfc00 | DW 0x40 | WT 0x10
+        //                     | USER 0x1 -> 0xfc51
+        // DAWR1 0x1200/91 -> window 0x1200 .. ALIGN(0x125b, 8) = 0x1260, 96 bytes: MRD = 11
+        //                     -> 0x2c00 | 0x51 -> 0x2c51
+        let expected = "\
+power10: 2 data slots (2 used), no instruction slots
+
+watch 1: 0x1003/600:w, 2 pieces
+  data slot 0  0x1003/509  w
+    hardware window 0x1000/512: hits outside 0x1003/509 must be filtered out
+  data slot 1  0x1200/91  w
+    hardware window 0x1200/96: hits outside 0x1200/91 must be filtered out
+
+registers
+  DAWR0  0x0000000000001003  DAWRX0  0xfc51  MRD=63 DW WT USER; window 0x1000/512
+  DAWR1  0x0000000000001200  DAWRX1  0x2c51  MRD=11 DW WT USER; window 0x1200/96
+";
+        assert_eq!(stdout, expected);
+    }
+
+    #[test]
+    fn power10_json() {
+        let (status, stdout, stderr) =
+            hwbp(&["plan", "--arch", "power10", "--json", "0x1003/2:rw"]);
+        assert_eq!((status, stderr.as_str()), (0, ""));
+        let got: Value = serde_json::from_str(&stdout).unwrap();
+        // window 0x1000/8: MRD = 0 | DR (bit 5) 0x20 | DW 0x40 | WT 0x10 | USER 0x1 -> 0x71
+        // DAWR1 cleared as Linux clears it (null_brk): MRD = -1 & 0x3f = 63 -> 0xfc00
+        let expected = json!({
+            "arch": "power10",
+            "capacity": {"instruction": 0, "data": 2},
+            "used": {"instruction": 0, "data": 1},
+            "watches": [{"id": 1, "spec": "0x1003/2:rw", "chunks": [{
+                "slot": 0, "pool": "data", "addr": "0x1003", "len": 2, "access": "rw",
+                "window": {"addr": "0x1000", "len": 8}, "filter": true, "refs": 1,
+            }]}],
+            "registers": [
+                {"slot": 0, "dawr": "0x1003", "dawrx": "0x71",
+                 "window": {"addr": "0x1000", "len": 8}},
+                {"slot": 1, "dawr": "0x0", "dawrx": "0xfc00", "window": null},
+            ],
+        });
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn power_rules() {
+        refused(
+            &["plan", "--arch", "power9", "0x1000:x"],
+            "hwbp: cannot plan 0x1000/8:x (spec 1 of 1) on power9: this arch has no instruction \
+             breakpoint slots; watch data instead\n",
+        );
+        // 0x11fc..0x1203 crosses 0x1200.
+        refused(
+            &["plan", "--arch", "power9", "0x11fc/8:w"],
+            "hwbp: cannot plan 0x11fc/8:w (spec 1 of 1) on power9: region 0x11fc/8 crosses a \
+             512-byte boundary, which this CPU's watchpoint window may not cross; watch the \
+             parts on each side separately\n",
+        );
+        refused(
+            &["plan", "--arch", "power9", "0x1000/600:w"],
+            "hwbp: cannot plan 0x1000/600:w (spec 1 of 1) on power9: region 0x1000/600 needs a \
+             600-byte hardware window but one slot watches at most 512; watch a smaller region\n",
+        );
+        refused(
+            &["plan", "--arch", "power10", "0xc000000000001000/8:w"],
+            "hwbp: cannot plan 0xc000000000001000/8:w (spec 1 of 1) on power10: \
+             0xc000000000001000 is a kernel address but kernel-mode accesses are excluded; ask \
+             for kernel privilege (the :k modifier) or watch a user address\n",
+        );
+    }
+
+    #[test]
+    fn does_not_fit_and_bad_slots() {
+        refused(
+            &["plan", "--arch", "power9", "0x1000", "0x2000"],
+            "hwbp: cannot plan 0x2000/8:w (spec 2 of 2) on power9: does not fit: this w watch \
+             needs 1 data slot but only 0 of 1 are free; watch a smaller or better-aligned \
+             region, or remove another watch\n",
+        );
+        refused(
+            &["plan", "--arch", "power9", "--slots", "2", "0x1000"],
+            "hwbp: --slots 2: power9 has exactly 1 DAWR; omit --slots\n",
+        );
+        refused(
+            &["plan", "--arch", "power10", "--slots", "1", "0x1000"],
+            "hwbp: --slots 1: power10 has exactly 2 DAWRs; omit --slots\n",
+        );
+    }
+}
+
+mod readme {
+    use super::*;
+
+    /// Every `$ hwbp ...` line in the README's `console` blocks, run, prints exactly the lines
+    /// below it (stdout, then stderr).
+    #[test]
+    fn console_examples_are_real_output() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+        let readme = std::fs::read_to_string(path).expect("README.md at the repository root");
+        let mut examples = Vec::new();
+        let mut in_console = false;
+        for line in readme.lines() {
+            if line == "```console" {
+                in_console = true;
+            } else if line.starts_with("```") {
+                in_console = false;
+            } else if in_console {
+                if let Some(cmd) = line.strip_prefix("$ hwbp ") {
+                    examples.push((cmd.to_owned(), String::new()));
+                } else if let Some((_, out)) = examples.last_mut() {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        assert!(
+            examples.len() >= 6,
+            "found only {} examples",
+            examples.len()
+        );
+        for (cmd, expected) in &examples {
+            let args: Vec<&str> = cmd.split_whitespace().collect();
+            let (_, stdout, stderr) = hwbp(&args);
+            assert_eq!(
+                format!("{stdout}{stderr}"),
+                *expected,
+                "README example: hwbp {cmd}"
+            );
+        }
+    }
+}
+
 #[path = "cli/watch.rs"]
 mod watch;

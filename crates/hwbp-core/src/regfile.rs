@@ -265,7 +265,8 @@ impl<A: Arch> RegFile<A> {
         self.watches.iter().find(|w| w.id == id)
     }
 
-    /// The occupied slot `slot`, if it is occupied.
+    /// The register `slot` names, if it is occupied. On a shared pool (x86) either kind finds
+    /// the register; the returned slot names the kind of the piece that occupies it.
     pub fn slot(&self, slot: Slot) -> Option<Occupied<A::Hw>> {
         let o = self.pool(slot.pool).get(slot.index as usize)?.as_ref()?;
         Some(Occupied {
