@@ -16,12 +16,14 @@ pub mod attr;
 pub mod caps;
 pub mod error;
 pub mod fake;
+pub mod hotplug;
 pub mod sys;
 pub mod target;
 pub mod watch;
 
 pub use caps::{caps, Caps};
 pub use error::{Cause, Error};
+pub use hotplug::HotplugMonitor;
 pub use sys::{Cpu, Errno, Pid, Tid};
 pub use target::Target;
 pub use watch::{Watch, WatchOptions};
