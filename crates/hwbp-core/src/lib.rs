@@ -20,7 +20,6 @@ pub mod error;
 pub mod hit;
 pub mod manager;
 pub mod percpu;
-pub mod reserve;
 pub mod spec;
 
 pub use access::Access;
