@@ -17,6 +17,7 @@ pub mod access;
 pub mod arch;
 pub mod attr;
 pub mod error;
+pub mod reserve;
 pub mod spec;
 
 pub use access::Access;
