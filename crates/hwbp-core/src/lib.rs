@@ -20,6 +20,7 @@ pub mod error;
 pub mod hit;
 pub mod manager;
 pub mod percpu;
+pub mod reserve;
 pub mod spec;
 
 pub use access::Access;

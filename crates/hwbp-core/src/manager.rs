@@ -36,7 +36,7 @@ impl fmt::Display for BpId {
 }
 
 /// Why the manager refused a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BpError {
     /// The arch or generic rules refuse the settings.

@@ -33,7 +33,7 @@ use super::validate::arch_bp_generic_fields;
 use super::{HBP_NUM, X86_64};
 
 /// A refused debug-register access.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DrError {
     /// DR4, DR5 or a number past DR7: Linux `EIO`.
