@@ -1,0 +1,4 @@
+//! hwbp-core's integration tests: one binary, one module per area.
+
+#[path = "core/arm64_power.rs"]
+mod arm64_power;
