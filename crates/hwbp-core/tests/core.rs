@@ -1,0 +1,4 @@
+//! hwbp-core's integration tests: one binary, one module per area (files under `tests/core/`).
+
+#[path = "core/reserve_props.rs"]
+mod reserve_props;
