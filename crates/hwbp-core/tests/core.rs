@@ -1,4 +1,6 @@
-//! hwbp-core's integration tests: one binary, one module per area.
+//! hwbp-core's integration tests: one binary, one module per area (files under `tests/core/`).
 
 #[path = "core/arm64_power.rs"]
 mod arm64_power;
+#[path = "core/reserve_props.rs"]
+mod reserve_props;

@@ -10,15 +10,20 @@
 //! breakpoint's settings (`arch`), or deciding when a breakpoint holds its reservation (the
 //! breakpoint manager keeps it from creation to destruction, enabled or not).
 
+use alloc::vec;
+use alloc::vec::Vec;
 use core::fmt;
 
 use crate::arch::Arch;
 use crate::attr::PoolKind;
 use crate::error::ErrorClass;
 
+mod histogram;
 pub mod model;
+mod tasks;
 
 pub use model::BruteForce;
+use tasks::TaskTable;
 
 /// Opaque task identity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -124,10 +129,83 @@ impl Pools {
     }
 }
 
+/// One pool's accounting (Linux `bp_cpuinfo[t]`, `cpu_pinned[t]`, `tsk_pinned_all[t]`).
+#[derive(Clone, Debug)]
+struct PoolState {
+    /// `N`: slots per CPU.
+    capacity: u32,
+    /// `C[c]`: CPU-bound breakpoints (no task) per CPU (`bp_cpuinfo::cpu_pinned`).
+    cpu_pinned: Vec<u32>,
+    /// Histogram over CPUs of `C[c]` (`cpu_pinned[t]`).
+    cpu_hist: Vec<u32>,
+    /// Histogram over CPU-independent tasks (all their breakpoints of this pool on all CPUs)
+    /// of their breakpoint count (`tsk_pinned_all[t]`).
+    tsk_all: Vec<u32>,
+    /// Per CPU `c`, a histogram over CPU-dependent tasks (at least one breakpoint of this pool
+    /// bound to one CPU) of `TP_k(c)` (`bp_cpuinfo::tsk_pinned`); CPU `c`'s histogram is
+    /// `tsk_cpu[c * N .. (c + 1) * N]`.
+    tsk_cpu: Vec<u32>,
+}
+
+impl PoolState {
+    fn new(capacity: u32, possible_cpus: u32) -> PoolState {
+        let n = capacity as usize;
+        let cpus = possible_cpus as usize;
+        PoolState {
+            capacity,
+            cpu_pinned: vec![0; cpus],
+            cpu_hist: vec![0; n],
+            tsk_all: vec![0; n],
+            tsk_cpu: vec![0; n * cpus],
+        }
+    }
+
+    fn tsk_cpu(&mut self, cpu: u32) -> &mut [u32] {
+        let n = self.capacity as usize;
+        let at = cpu as usize * n;
+        &mut self.tsk_cpu[at..at + n]
+    }
+
+    /// `max_k TP_k(c)` (`max_task_bp_pinned()`): the per-CPU histogram merged with the
+    /// CPU-independent tasks' histogram, which counts on every CPU.
+    fn max_task_pinned(&self, cpu: u32) -> u32 {
+        let n = self.capacity as usize;
+        let at = cpu as usize * n;
+        histogram::max_merge(&self.tsk_cpu[at..at + n], &self.tsk_all)
+    }
+
+    /// `C[c] + max_k TP_k(c)`.
+    fn committed(&self, cpu: u32) -> u32 {
+        self.cpu_pinned[cpu as usize] + self.max_task_pinned(cpu)
+    }
+
+    fn is_used(&self) -> bool {
+        let nonzero = |h: &[u32]| h.iter().any(|&c| c != 0);
+        nonzero(&self.cpu_pinned)
+            || nonzero(&self.cpu_hist)
+            || nonzero(&self.tsk_all)
+            || nonzero(&self.tsk_cpu)
+    }
+}
+
 /// The slot-reservation state of one machine: all pools, all possible CPUs, all tasks.
+///
+/// Linux's design since v6.1 (spec §2.2, §2.4): per pool, `C[c]` and a histogram of it over
+/// CPUs, a histogram over CPU-independent tasks, and per CPU a histogram over the tasks that
+/// have CPU-bound breakpoints; per task, its counts in a hash table. Costs, with `N` slots
+/// and `P` possible CPUs, independent of the number of tasks and breakpoints:
+/// - CPU-bound breakpoint: O(N);
+/// - task breakpoint on all CPUs, task without CPU-bound breakpoints (the common case:
+///   perf, ptrace, gdb): O(N);
+/// - a task's first CPU-bound breakpoint of a pool, or its last: O(P·N); any other task
+///   breakpoint of a task that has CPU-bound ones: O(P) on all CPUs, O(log P) on one.
 #[derive(Clone, Debug)]
 pub struct Reservations {
-    inner: BruteForce,
+    pools: Pools,
+    possible_cpus: u32,
+    /// Per pool index; index 1 is unused (empty) when the pools are mixed.
+    state: [PoolState; 2],
+    tasks: TaskTable,
 }
 
 impl Reservations {
@@ -135,18 +213,33 @@ impl Reservations {
     ///
     /// Capacities are `arch.slots(pool)`; instruction and data breakpoints share one pool
     /// (of `arch.slots(PoolKind::Data)` slots) when `arch.mixed_pools()`.
+    ///
+    /// # Panics
+    /// If `possible_cpus` is 0.
     pub fn for_arch<A: Arch>(arch: &A, possible_cpus: u32) -> Reservations {
-        Reservations {
-            inner: BruteForce::for_arch(arch, possible_cpus),
-        }
+        Reservations::with_pools(Pools::for_arch(arch), possible_cpus)
     }
 
     /// Empty reservations with explicit pool sizes (e.g. a scenario's `slots data=N inst=M`).
     ///
     /// When `mixed`, both kinds share one pool of `data` slots and `inst` is ignored.
+    ///
+    /// # Panics
+    /// If `possible_cpus` is 0.
     pub fn with_capacities(possible_cpus: u32, mixed: bool, inst: u32, data: u32) -> Reservations {
+        Reservations::with_pools(Pools::new(mixed, inst, data), possible_cpus)
+    }
+
+    fn with_pools(pools: Pools, possible_cpus: u32) -> Reservations {
+        assert!(possible_cpus > 0, "a machine has at least one possible CPU");
         Reservations {
-            inner: BruteForce::with_capacities(possible_cpus, mixed, inst, data),
+            pools,
+            possible_cpus,
+            state: [
+                PoolState::new(pools.capacity[0], possible_cpus),
+                PoolState::new(pools.capacity[1], possible_cpus),
+            ],
+            tasks: TaskTable::default(),
         }
     }
 
@@ -162,11 +255,114 @@ impl Reservations {
     /// | task `k` on `c` | `C[c] + TP_k(c) + 1 <= N` |
     /// | task `k` on all CPUs | `max_c (C[c] + TP_k(c)) + 1 <= N` |
     ///
-    /// No slot is held back: a one-slot pool takes one breakpoint. A target naming a CPU
-    /// that is not possible is refused with `capacity: 0` (perf refuses such a CPU before
-    /// accounting; callers should too).
+    /// No slot is held back: a one-slot pool takes one breakpoint. Different tasks never
+    /// constrain each other. The error's `used` is the left-hand side without the `+ 1`, at
+    /// the lowest-numbered CPU where it is largest. A target naming a CPU that is not
+    /// possible is refused with `capacity: 0` (perf refuses such a CPU before accounting;
+    /// callers should too).
     pub fn reserve(&mut self, target: Target, pool: PoolKind) -> Result<(), NoSlot> {
-        self.inner.reserve(target, pool)
+        let p = self.pools.index(pool);
+        let ncpus = self.possible_cpus;
+        let st = &mut self.state[p];
+        let capacity = st.capacity;
+        let no_slot = |cpu, used| NoSlot {
+            pool,
+            cpu,
+            used,
+            capacity,
+        };
+        match target {
+            Target::Cpu(c) | Target::Task { cpu: Some(c), .. } if c >= ncpus => Err(NoSlot {
+                pool,
+                cpu: c,
+                used: 0,
+                capacity: 0,
+            }),
+            Target::Cpu(c) => {
+                let old = st.cpu_pinned[c as usize];
+                let used = old + st.max_task_pinned(c);
+                // C[c] + max_k TP_k(c) + 1 <= N
+                if used + 1 > capacity {
+                    return Err(no_slot(c, used));
+                }
+                histogram::move_holder(&mut st.cpu_hist, old, old + 1);
+                st.cpu_pinned[c as usize] = old + 1;
+                Ok(())
+            }
+            Target::Task { task, cpu: Some(c) } => {
+                let tp = self.tasks.get(task).map_or(0, |s| s.tp(c, p));
+                let used = st.cpu_pinned[c as usize] + tp;
+                // C[c] + TP_k(c) + 1 <= N
+                if used + 1 > capacity {
+                    return Err(no_slot(c, used));
+                }
+                let slots = self.tasks.get_or_insert(task);
+                let all = slots.all[p];
+                if slots.bound[p] == 0 && all > 0 {
+                    // The task becomes CPU-dependent (Linux case 2a): move it from the
+                    // all-CPU histogram into every CPU's.
+                    histogram::move_holder(&mut st.tsk_all, all, 0);
+                    for cpu in 0..ncpus {
+                        histogram::move_holder(st.tsk_cpu(cpu), 0, all);
+                    }
+                }
+                histogram::move_holder(st.tsk_cpu(c), tp, tp + 1);
+                slots.add_on(c, p);
+                Ok(())
+            }
+            Target::Task { task, cpu: None } => {
+                let slots = self.tasks.get(task);
+                let all = slots.map_or(0, |s| s.all[p]);
+                let dependent = slots.filter(|s| s.bound[p] > 0);
+                // max_c (C[c] + TP_k(c)) + 1 <= N
+                let (cpu, used) = match dependent {
+                    // CPU-independent task: TP_k(c) = all on every CPU, so the maximum is
+                    // all + max_c C[c], from the histogram over CPUs.
+                    None => {
+                        let used = all + histogram::max(&st.cpu_hist);
+                        if used + 1 > capacity {
+                            let max_c = used - all;
+                            let at = st.cpu_pinned.iter().position(|&n| n == max_c);
+                            (at.unwrap_or(0) as u32, used)
+                        } else {
+                            (0, used)
+                        }
+                    }
+                    Some(s) => {
+                        let mut best = (0, 0);
+                        let mut on = s.on_cpu.iter().peekable();
+                        for (c, &cp) in st.cpu_pinned.iter().enumerate() {
+                            let c = c as u32;
+                            let mut n = cp + all;
+                            if let Some(e) = on.next_if(|e| e.cpu == c) {
+                                n += e.count[p];
+                            }
+                            if n > best.1 {
+                                best = (c, n);
+                            }
+                        }
+                        best
+                    }
+                };
+                if used + 1 > capacity {
+                    return Err(no_slot(cpu, used));
+                }
+                let slots = self.tasks.get_or_insert(task);
+                if slots.bound[p] == 0 {
+                    // Linux case 1: only the all-CPU histogram changes.
+                    histogram::move_holder(&mut st.tsk_all, all, all + 1);
+                } else {
+                    // Linux case 3: every CPU's TP_k(c) grows by one.
+                    let mut on = slots.on_cpu.iter().peekable();
+                    for c in 0..ncpus {
+                        let tp = all + on.next_if(|e| e.cpu == c).map_or(0, |e| e.count[p]);
+                        histogram::move_holder(st.tsk_cpu(c), tp, tp + 1);
+                    }
+                }
+                slots.all[p] = all + 1;
+                Ok(())
+            }
+        }
     }
 
     /// Gives back the slot of a breakpoint reserved with the same `target` and `pool`.
@@ -174,27 +370,94 @@ impl Reservations {
     /// A release that matches no reservation (or names a CPU that is not possible) is a
     /// caller bug: it trips a `debug_assert!` and otherwise changes nothing.
     pub fn release(&mut self, target: Target, pool: PoolKind) {
-        self.inner.release(target, pool)
+        let p = self.pools.index(pool);
+        let ncpus = self.possible_cpus;
+        let st = &mut self.state[p];
+        let unmatched = || {
+            debug_assert!(
+                false,
+                "release of {target:?} {pool:?} without a reservation"
+            )
+        };
+        match target {
+            Target::Cpu(c) | Target::Task { cpu: Some(c), .. } if c >= ncpus => unmatched(),
+            Target::Cpu(c) => {
+                let old = st.cpu_pinned[c as usize];
+                if old == 0 {
+                    return unmatched();
+                }
+                histogram::move_holder(&mut st.cpu_hist, old, old - 1);
+                st.cpu_pinned[c as usize] = old - 1;
+            }
+            Target::Task { task, cpu: Some(c) } => {
+                let Some(slots) = self.tasks.get_mut(task) else {
+                    return unmatched();
+                };
+                let tp = slots.tp(c, p);
+                if !slots.remove_on(c, p) {
+                    return unmatched();
+                }
+                histogram::move_holder(st.tsk_cpu(c), tp, tp - 1);
+                let all = slots.all[p];
+                if slots.bound[p] == 0 && all > 0 {
+                    // The last CPU-bound one is gone (Linux case 2b): the task moves back from
+                    // every CPU's histogram to the all-CPU one.
+                    for cpu in 0..ncpus {
+                        histogram::move_holder(st.tsk_cpu(cpu), all, 0);
+                    }
+                    histogram::move_holder(&mut st.tsk_all, 0, all);
+                }
+                if slots.is_empty() {
+                    self.tasks.remove(task);
+                }
+            }
+            Target::Task { task, cpu: None } => {
+                let Some(slots) = self.tasks.get_mut(task) else {
+                    return unmatched();
+                };
+                let all = slots.all[p];
+                if all == 0 {
+                    return unmatched();
+                }
+                if slots.bound[p] == 0 {
+                    histogram::move_holder(&mut st.tsk_all, all, all - 1);
+                } else {
+                    let mut on = slots.on_cpu.iter().peekable();
+                    for c in 0..ncpus {
+                        let tp = all + on.next_if(|e| e.cpu == c).map_or(0, |e| e.count[p]);
+                        histogram::move_holder(st.tsk_cpu(c), tp, tp - 1);
+                    }
+                }
+                slots.all[p] = all - 1;
+                if slots.is_empty() {
+                    self.tasks.remove(task);
+                }
+            }
+        }
     }
 
-    /// Whether any slot is reserved anywhere (Linux `hw_breakpoint_is_used()`).
+    /// Whether any slot is reserved anywhere (Linux `hw_breakpoint_is_used()`: any count or
+    /// histogram bucket non-zero; here also any task entry).
     pub fn is_used(&self) -> bool {
-        self.inner.is_used()
+        self.tasks.len() > 0 || self.state.iter().any(PoolState::is_used)
     }
 
     /// Number of possible CPUs.
     pub fn possible_cpus(&self) -> u32 {
-        self.inner.possible_cpus()
+        self.possible_cpus
     }
 
     /// Slots of `pool` on each CPU (0 for a pool the arch lacks).
     pub fn capacity(&self, pool: PoolKind) -> u32 {
-        self.inner.capacity(pool)
+        self.pools.capacity(pool)
     }
 
     /// `C[c] + max_k TP_k(c)`: slots committed on `cpu` for `pool` (0 for an impossible CPU).
     pub fn committed(&self, cpu: u32, pool: PoolKind) -> u32 {
-        self.inner.committed(cpu, pool)
+        if cpu >= self.possible_cpus {
+            return 0;
+        }
+        self.state[self.pools.index(pool)].committed(cpu)
     }
 }
 

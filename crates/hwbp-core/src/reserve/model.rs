@@ -29,7 +29,7 @@ pub struct BruteForce {
 }
 
 impl BruteForce {
-    /// A model for `arch` with CPUs `0..possible_cpus`.
+    /// A model for `arch` with CPUs `0..possible_cpus` (at least one).
     pub fn for_arch<A: Arch>(arch: &A, possible_cpus: u32) -> BruteForce {
         BruteForce::with_pools(Pools::for_arch(arch), possible_cpus)
     }
@@ -40,6 +40,7 @@ impl BruteForce {
     }
 
     fn with_pools(pools: Pools, possible_cpus: u32) -> BruteForce {
+        assert!(possible_cpus > 0, "a machine has at least one possible CPU");
         BruteForce {
             pools,
             possible_cpus,
