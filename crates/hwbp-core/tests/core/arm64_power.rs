@@ -161,3 +161,175 @@ mod arm64_props {
         assert_eq!(Arm64::new().with_va_bits(53), None);
     }
 }
+
+mod power_props {
+    use super::*;
+    use hwbp_core::arch::power::{self, Dawrx, Power};
+    use hwbp_core::{ErrorClass, RuleError};
+
+    fn dawrx() -> impl Strategy<Value = Dawrx> {
+        (0u8..64, any::<[bool; 7]>()).prop_map(|(mrd, b)| Dawrx {
+            mrd,
+            dw: b[0],
+            dr: b[1],
+            wt: b[2],
+            wti: b[3],
+            hyp: b[4],
+            kernel: b[5],
+            user: b[6],
+        })
+    }
+
+    fn model() -> impl Strategy<Value = Power> {
+        prop_oneof![Just(Power::power9()), Just(Power::power10())]
+    }
+
+    /// Brute force: the fewest 8-aligned windows of at most 512 bytes (each inside one
+    /// 512-byte block on POWER9) that cover `r`.
+    fn windows_needed(arch: &Power, r: Region) -> u128 {
+        let start = u128::from(r.addr) / 8 * 8;
+        let end = (u128::from(r.addr) + u128::from(r.len_bytes)).div_ceil(8) * 8;
+        match arch.boundary() {
+            Some(b) => (end - 1) / u128::from(b) - start / u128::from(b) + 1,
+            None => (end - start).div_ceil(512),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn dawrx_round_trips(d in dawrx()) {
+            prop_assert_eq!(Dawrx::decode(d.encode()), d);
+        }
+
+        #[test]
+        fn dawrx_word_round_trips(v in any::<u64>()) {
+            // The bits Linux programs (0..=6 and MRD 10..=15) survive decode+encode.
+            let known = 0x7f | (0x3f << 10);
+            prop_assert_eq!(Dawrx::decode(v).encode(), v & known);
+        }
+
+        #[test]
+        fn set_dawr_decodes_to_the_setting(
+            arch in model(),
+            r in region(512),
+            access in data_access(),
+            kernel in any::<bool>(),
+        ) {
+            let s = spec(r, access, kernel);
+            let Ok(hw) = arch.arch_parse(&s.attr(), CPU_ROOT) else {
+                // Too wide or across a boundary: the planner's job.
+                return Ok(());
+            };
+            let (dawr, dawrx) = power::set_dawr(&hw);
+            prop_assert_eq!(dawr, r.addr);
+            let d = Dawrx::decode(dawrx);
+            prop_assert_eq!(d.dr, access.traps(Access::Read));
+            prop_assert_eq!(d.dw, access.traps(Access::Write));
+            prop_assert!(d.wt && !d.wti && d.user);
+            prop_assert_eq!((d.kernel, d.hyp), (kernel, kernel));
+            prop_assert_eq!(d.window_len_bytes(), u64::from(hw.hw_len));
+            prop_assert_eq!(arch.hw_window(&hw).len_bytes, u64::from(hw.hw_len));
+        }
+
+        #[test]
+        fn plan_covers_exactly_with_the_fewest_windows(
+            arch in model(),
+            r in region(1100),
+            access in data_access(),
+            kernel in any::<bool>(),
+        ) {
+            let needed = windows_needed(&arch, r);
+            let result = arch.plan(&spec(r, access, kernel));
+            if needed > u128::from(arch.dawrs()) {
+                let err = result.unwrap_err();
+                prop_assert_eq!(err.class(), ErrorClass::Invalid);
+                return Ok(());
+            }
+            let chunks = result.unwrap();
+            prop_assert_eq!(chunks.len() as u128, needed);
+            assert_exact_cover(&chunks, r);
+            let mut regs = arch.empty_regs();
+            for (i, c) in chunks.iter().enumerate() {
+                let hw = arch.arch_parse(&c.attr, CPU_ROOT).unwrap();
+                prop_assert_eq!(arch.hw_window(&hw), c.window);
+                prop_assert_eq!(arch.hw_access(&hw), access);
+                prop_assert_eq!(c.access(), access);
+                prop_assert_eq!(c.window.addr % 8, 0);
+                prop_assert_eq!(c.window.len_bytes % 8, 0);
+                prop_assert!(c.window.len_bytes <= 512);
+                if let Some(b) = arch.boundary() {
+                    prop_assert_eq!(c.window.addr / b, c.window.last().unwrap() / b);
+                }
+                // Wider exactly when the covered bytes do not start and end on doublewords.
+                let aligned = c.covers.addr % 8 == 0
+                    && c.covers.end().is_none_or(|e| e % 8 == 0);
+                prop_assert_eq!(c.is_exact(), aligned);
+                arch.install(&mut regs, PoolKind::Data, i as u32, &hw);
+            }
+            for (i, c) in chunks.iter().enumerate() {
+                let hw = arch.arch_parse(&c.attr, CPU_ROOT).unwrap();
+                arch.uninstall(&mut regs, PoolKind::Data, i as u32, &hw);
+            }
+            prop_assert_eq!(regs, arch.empty_regs());
+        }
+    }
+
+    #[test]
+    fn models() {
+        let (p9, p10) = (Power::power9(), Power::power10());
+        assert_eq!((p9.name(), p10.name()), ("power9", "power10"));
+        assert_eq!(
+            (p9.slots(PoolKind::Data), p10.slots(PoolKind::Data)),
+            (1, 2)
+        );
+        assert_eq!(
+            (p9.slots(PoolKind::Inst), p10.slots(PoolKind::Inst)),
+            (0, 0)
+        );
+        assert_eq!(p9.empty_regs().dawrx, [0xfc00, 0]);
+        assert_eq!(p10.empty_regs().dawrx, [0xfc00, 0xfc00]);
+        for arch in [p9, p10] {
+            let e = arch
+                .plan(&Spec::user(0x1000, 4, Access::Execute))
+                .unwrap_err();
+            assert_eq!(e.class(), ErrorClass::NoSpace);
+            assert_eq!(
+                e,
+                RuleError::NoSlotsOfKind {
+                    pool: PoolKind::Inst
+                }
+                .into()
+            );
+        }
+    }
+}
+
+#[test]
+fn new_rule_messages_name_the_rule_and_the_fix() {
+    use hwbp_core::RuleError;
+    let msg = |e: RuleError| alloc_string(&e);
+    assert_eq!(
+        msg(RuleError::LengthOutOfRange {
+            len_bytes: 9,
+            max_len_bytes: 8
+        }),
+        "one slot watches 1 to 8 bytes, not 9; split the region (hwbp plan does it)"
+    );
+    assert_eq!(
+        msg(RuleError::InvalidBas { bas: 0x50 }),
+        "byte-address-select mask 0x50 does not select one contiguous run of bytes; \
+         use a mask such as 0x0f or 0x3c"
+    );
+    assert_eq!(
+        msg(RuleError::InstructionMisaligned {
+            addr: 0x401002,
+            required_align: 4
+        }),
+        "instructions start at multiples of 4, so a breakpoint at 0x401002 could never \
+         trigger; use the instruction's address"
+    );
+}
+
+fn alloc_string(e: &dyn std::fmt::Display) -> String {
+    e.to_string()
+}

@@ -155,6 +155,14 @@ mod tests {
             Err(RuleError::ZeroLength.into())
         );
         assert_eq!(
+            plan(&arch, &Spec::user(u64::MAX, 2, Access::Write)),
+            Err(RuleError::AddressWrap {
+                addr: u64::MAX,
+                len_bytes: 2
+            }
+            .into())
+        );
+        assert_eq!(
             plan(&arch, &Spec::user(0x1000, 8 * 65, Access::Read)),
             Err(PlanError::DoesNotFit {
                 pool: PoolKind::Data,

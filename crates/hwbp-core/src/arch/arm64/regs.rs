@@ -3,6 +3,8 @@
 
 use core::fmt;
 
+use crate::attr::PoolKind;
+
 /// `ARM_MAX_BRP`: Linux's register accessors stop at 16 breakpoint registers.
 pub const ARM_MAX_BRP: u32 = 16;
 /// `ARM_MAX_WRP`: Linux's register accessors stop at 16 watchpoint registers.
@@ -146,6 +148,24 @@ pub struct Arm64Regs {
     pub wvr: [u64; 16],
     /// Watchpoint control registers `DBGWCR<n>_EL1` (the low 32 bits Linux writes).
     pub wcr: [u32; 16],
+}
+
+impl Arm64Regs {
+    /// Slot `n`'s value register in `pool` (`DBGBVR<n>` for instruction, `DBGWVR<n>` for data).
+    pub const fn value(&self, pool: PoolKind, n: usize) -> u64 {
+        match pool {
+            PoolKind::Inst => self.bvr[n],
+            PoolKind::Data => self.wvr[n],
+        }
+    }
+
+    /// Slot `n`'s control register in `pool` (`DBGBCR<n>` / `DBGWCR<n>`).
+    pub const fn ctrl(&self, pool: PoolKind, n: usize) -> u32 {
+        match pool {
+            PoolKind::Inst => self.bcr[n],
+            PoolKind::Data => self.wcr[n],
+        }
+    }
 }
 
 impl fmt::Debug for Arm64Regs {

@@ -244,8 +244,8 @@ mod tests {
             cap_sys_admin: false,
         };
         assert_eq!(
-            parse(&arch, &attr, no_cap).map_err(|e| e.class()),
-            Err(ErrorClass::Permission)
+            parse(&arch, &attr, no_cap),
+            Err(RuleError::KernelAddressNeedsPrivilege { addr: k })
         );
         // The last user doubleword is EL0.
         let h = hw(TASK_SIZE_48 - 8, 8, BP_W);
