@@ -7,6 +7,7 @@
 use core::fmt::Debug;
 
 use hwbp_core::arch::arm64::{Arm64, DEFAULT_BRPS};
+use hwbp_core::arch::power::Power;
 use hwbp_core::arch::x86_64::{DebugRegFile, Dr6, X86_64};
 use hwbp_core::arch::Arch;
 use hwbp_core::hit::{Dispatched, HitStatus};
@@ -19,12 +20,9 @@ pub trait SimArch: Arch + Sized {
     /// Per-task debugger register state (x86: [`DebugRegFile`]); `()` where none is emulated.
     type Debugger: Default + Clone + Debug;
 
-    /// The arch with its default pool sizes.
-    fn default_arch() -> Self;
-
-    /// The arch with `data` data slots and `inst` instruction slots (ignored or required equal
-    /// where the pools are shared); `None` if the hardware cannot have that many.
-    fn with_pool_sizes(data: u32, inst: Option<u32>) -> Option<Self>;
+    /// This arch with `data` data slots and `inst` instruction slots (required equal where
+    /// the pools are shared); `None` if the hardware cannot have that many.
+    fn with_pool_sizes(self, data: u32, inst: Option<u32>) -> Option<Self>;
 
     /// Delivers a debug exception reporting `status` on `cpu`, through the arch's own status
     /// register and handler; `debugger` is the running task's debugger state, if any.
@@ -71,11 +69,7 @@ pub trait SimArch: Arch + Sized {
 impl SimArch for X86_64 {
     type Debugger = DebugRegFile;
 
-    fn default_arch() -> Self {
-        X86_64::new()
-    }
-
-    fn with_pool_sizes(data: u32, inst: Option<u32>) -> Option<Self> {
+    fn with_pool_sizes(self, data: u32, inst: Option<u32>) -> Option<Self> {
         if inst.is_some_and(|i| i != data) {
             return None;
         }
@@ -138,11 +132,16 @@ impl SimArch for X86_64 {
 impl SimArch for Arm64 {
     type Debugger = ();
 
-    fn default_arch() -> Self {
-        Arm64::new()
-    }
-
-    fn with_pool_sizes(data: u32, inst: Option<u32>) -> Option<Self> {
+    fn with_pool_sizes(self, data: u32, inst: Option<u32>) -> Option<Self> {
         Arm64::with_slots(inst.unwrap_or(DEFAULT_BRPS), data)
+    }
+}
+
+impl SimArch for Power {
+    type Debugger = ();
+
+    /// The DAWR count is the model's (POWER9: 1, POWER10: 2); there are no instruction slots.
+    fn with_pool_sizes(self, data: u32, inst: Option<u32>) -> Option<Self> {
+        (data == self.dawrs() && inst.unwrap_or(0) == 0).then_some(self)
     }
 }

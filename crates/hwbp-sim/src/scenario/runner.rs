@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use hwbp_core::arch::arm64::Arm64;
+use hwbp_core::arch::power::Power;
 use hwbp_core::arch::x86_64::X86_64;
 use hwbp_core::arch::ParseCtx;
 use hwbp_core::attr::BpAttr;
@@ -57,11 +58,13 @@ pub(super) fn run_lines(lines: &[Line], file: &str) -> Result<Report, ScenarioEr
     }
     let first = lines.first().map_or(0, |l| l.number);
     match arch.as_str() {
-        "x86_64" => Runner::<X86_64>::start(slots, cpus, file, first)?.run(rest, report),
-        "arm64" => Runner::<Arm64>::start(slots, cpus, file, first)?.run(rest, report),
+        "x86_64" => Runner::start(X86_64::new(), slots, cpus, file, first)?.run(rest, report),
+        "arm64" => Runner::start(Arm64::new(), slots, cpus, file, first)?.run(rest, report),
+        "power9" => Runner::start(Power::power9(), slots, cpus, file, first)?.run(rest, report),
+        "power10" => Runner::start(Power::power10(), slots, cpus, file, first)?.run(rest, report),
         other => Err(err(
             first,
-            format!("unknown arch `{other}`; use x86_64 or arm64"),
+            format!("unknown arch `{other}`; use x86_64, arm64, power9 or power10"),
         )),
     }
 }
@@ -148,21 +151,25 @@ fn attr(watch: &Watch, disabled: bool) -> BpAttr {
 
 impl<A: SimArch> Runner<A> {
     fn start(
+        arch: A,
         slots: Option<(u32, Option<u32>)>,
         cpus: u32,
         file: &str,
         line: usize,
     ) -> Result<Runner<A>, ScenarioError> {
         let arch = match slots {
-            None => A::default_arch(),
-            Some((data, inst)) => A::with_pool_sizes(data, inst).ok_or_else(|| ScenarioError {
-                file: file.to_string(),
-                line,
-                message: format!(
+            None => arch,
+            Some((data, inst)) => {
+                arch.with_pool_sizes(data, inst)
+                    .ok_or_else(|| ScenarioError {
+                        file: file.to_string(),
+                        line,
+                        message: format!(
                     "this arch cannot have data={data} inst={inst:?} slots (x86: 1..=4 shared, \
-                     arm64: 2..=16 of each)"
+                     arm64: 2..=16 of each, power9: data=1, power10: data=2)"
                 ),
-            })?,
+                    })?
+            }
         };
         Ok(Runner {
             machine: Machine::new(arch, cpus),
