@@ -211,7 +211,7 @@ impl<A: Arch> Manager<A> {
         self.bps.is_empty()
             && !self.reservations.is_used()
             && self.cpus.iter().all(|c| c.is_empty())
-            && self.tasks.values().all(|t| t.bps.is_empty())
+            && self.tasks.is_empty()
     }
 
     /// A breakpoint's current state.
@@ -287,7 +287,15 @@ impl<A: Arch> Manager<A> {
             },
         );
         if let Target::Task { task, .. } = target {
-            self.tasks.entry(task).or_default().bps.push(id);
+            let cpus = &self.cpus;
+            let state = self.tasks.entry(task).or_insert_with(|| TaskState {
+                bps: Vec::new(),
+                running_on: cpus
+                    .iter()
+                    .position(|c| c.running == Some(task))
+                    .map(|c| c as u32),
+            });
+            state.bps.push(id);
         }
         self.install_if_active(id);
         Ok(id)
@@ -392,7 +400,7 @@ impl<A: Arch> Manager<A> {
         if let Target::Task { task, .. } = bp.target {
             if let Some(t) = self.tasks.get_mut(&task) {
                 t.bps.retain(|b| *b != id);
-                if t.bps.is_empty() && t.running_on.is_none() {
+                if t.bps.is_empty() {
                     self.tasks.remove(&task);
                 }
             }

@@ -169,7 +169,9 @@ impl<A: Arch> Manager<A> {
 
     /// Context switch on `cpu` to `next` (`None`: idle). The previous task's breakpoints leave
     /// the registers, the next task's enabled ones (for all CPUs or for this CPU) enter them;
-    /// CPU-bound breakpoints stay. A task running elsewhere is first switched out there.
+    /// CPU-bound breakpoints stay. Like Linux's scheduler, the caller switches a migrating
+    /// task out of its old CPU first; a task with breakpoints that is still recorded on
+    /// another CPU is switched out there. Does not allocate.
     pub fn switch_to(&mut self, cpu: u32, next: Option<TaskId>) -> Result<(), BpError> {
         self.check_cpu(cpu)?;
         if !self.cpus[cpu as usize].online {
@@ -184,7 +186,10 @@ impl<A: Arch> Manager<A> {
                 self.sched_out(other);
             }
             self.cpus[cpu as usize].running = Some(task);
-            let state = self.tasks.entry(task).or_default();
+            // Tasks without breakpoints have no state: nothing to install.
+            let Some(state) = self.tasks.get_mut(&task) else {
+                return Ok(());
+            };
             state.running_on = Some(cpu);
             let count = state.bps.len();
             for i in 0..count {
@@ -207,9 +212,6 @@ impl<A: Arch> Manager<A> {
         for i in 0..count {
             let id = self.tasks[&task].bps[i];
             self.uninstall(id);
-        }
-        if self.tasks[&task].bps.is_empty() {
-            self.tasks.remove(&task);
         }
     }
 

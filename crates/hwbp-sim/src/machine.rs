@@ -135,6 +135,14 @@ impl<A: SimArch> Machine<A> {
     pub fn run(&mut self, task: TaskId, cpu: u32) -> Result<(), SimError> {
         self.check_runnable(cpu)?;
         self.add_task(task);
+        if self.manager.running(cpu) == Some(task) {
+            return Ok(());
+        }
+        for other in 0..self.manager.possible_cpus() {
+            if other != cpu && self.manager.running(other) == Some(task) {
+                self.manager.switch_to(other, None)?;
+            }
+        }
         Ok(self.manager.switch_to(cpu, Some(task))?)
     }
 
@@ -166,7 +174,12 @@ impl<A: SimArch> Machine<A> {
 
     /// Reseeds the scheduler's generator.
     pub fn seed(&mut self, seed: u64) {
-        self.rng = seed | 1;
+        // splitmix64 of the seed: distinct seeds give distinct, never-zero xorshift states.
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        self.rng = if z == 0 { 0x9E37_79B9_7F4A_7C15 } else { z };
     }
 
     fn next_random(&mut self) -> u64 {
@@ -190,8 +203,10 @@ impl<A: SimArch> Machine<A> {
                 continue;
             }
             let pick = (self.next_random() % (self.tasks.len() as u64 + 1)) as usize;
-            let next = self.tasks.get(pick).copied();
-            self.manager.switch_to(cpu, next)?;
+            match self.tasks.get(pick).copied() {
+                Some(task) => self.run(task, cpu)?,
+                None => self.manager.switch_to(cpu, None)?,
+            }
         }
         Ok(())
     }

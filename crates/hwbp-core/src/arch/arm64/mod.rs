@@ -182,4 +182,9 @@ impl Arch for Arm64 {
     fn plan(&self, spec: &Spec) -> Result<Vec<Chunk>, PlanError> {
         plan::plan(self, spec)
     }
+
+    /// Watchpoints are faults: the exception comes before the access completes.
+    fn data_traps_before_access(&self) -> bool {
+        true
+    }
 }
