@@ -16,11 +16,22 @@ use crate::attr::{BpAttr, PoolKind};
 use crate::error::{PlanError, RuleError};
 use crate::spec::{Region, Spec};
 
+pub mod arm64;
+pub mod power;
 pub mod x86_64;
 
 /// The host's architecture, for callers that want "whatever this machine has".
 #[cfg(target_arch = "x86_64")]
 pub type NativeArch = x86_64::X86_64;
+
+/// The host's architecture, for callers that want "whatever this machine has".
+#[cfg(target_arch = "aarch64")]
+pub type NativeArch = arm64::Arm64;
+
+/// The host's architecture, for callers that want "whatever this machine has" (POWER9 rules,
+/// which also hold on POWER10; the generation is not known at compile time).
+#[cfg(target_arch = "powerpc64")]
+pub type NativeArch = power::Power;
 
 /// Planners refuse to produce more pieces than this: no architecture has more slots
 /// (arm64's maximum is 16 per pool), so a larger plan could never be armed.
