@@ -23,7 +23,7 @@ pub mod model;
 mod tasks;
 
 pub use model::BruteForce;
-use tasks::TaskTable;
+use tasks::{OnCpu, TaskTable};
 
 /// Opaque task identity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -166,6 +166,30 @@ impl PoolState {
         &mut self.tsk_cpu[at..at + n]
     }
 
+    /// Moves one holder from `old` to `new` slots in every CPU's task histogram.
+    fn move_everywhere(&mut self, old: u32, new: u32) {
+        if self.capacity == 0 {
+            return;
+        }
+        for h in self.tsk_cpu.chunks_exact_mut(self.capacity as usize) {
+            histogram::move_holder(h, old, new);
+        }
+    }
+
+    /// In every CPU's task histogram, moves the task's `TP_k(c) = all + on(c)` by `delta`
+    /// (±1): one more or one fewer breakpoint on all CPUs for a CPU-dependent task.
+    fn shift_task(&mut self, all: u32, on_cpu: &[OnCpu], p: usize, grow: bool) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut on = on_cpu.iter().peekable();
+        let hists = self.tsk_cpu.chunks_exact_mut(self.capacity as usize);
+        for (c, h) in (0u32..).zip(hists) {
+            let tp = all + on.next_if(|e| e.cpu == c).map_or(0, |e| e.count[p]);
+            histogram::move_holder(h, tp, if grow { tp + 1 } else { tp - 1 });
+        }
+    }
+
     /// `max_k TP_k(c)` (`max_task_bp_pinned()`): the per-CPU histogram merged with the
     /// CPU-independent tasks' histogram, which counts on every CPU.
     fn max_task_pinned(&self, cpu: u32) -> u32 {
@@ -215,7 +239,7 @@ impl Reservations {
     /// (of `arch.slots(PoolKind::Data)` slots) when `arch.mixed_pools()`.
     ///
     /// # Panics
-    /// If `possible_cpus` is 0.
+    /// If `possible_cpus` is 0, or a pool has more than 65535 slots.
     pub fn for_arch<A: Arch>(arch: &A, possible_cpus: u32) -> Reservations {
         Reservations::with_pools(Pools::for_arch(arch), possible_cpus)
     }
@@ -225,13 +249,18 @@ impl Reservations {
     /// When `mixed`, both kinds share one pool of `data` slots and `inst` is ignored.
     ///
     /// # Panics
-    /// If `possible_cpus` is 0.
+    /// If `possible_cpus` is 0, or a pool has more than 65535 slots.
     pub fn with_capacities(possible_cpus: u32, mixed: bool, inst: u32, data: u32) -> Reservations {
         Reservations::with_pools(Pools::new(mixed, inst, data), possible_cpus)
     }
 
     fn with_pools(pools: Pools, possible_cpus: u32) -> Reservations {
         assert!(possible_cpus > 0, "a machine has at least one possible CPU");
+        // Per-task counts are stored in 16 bits; no arch has more than 16 slots a pool.
+        assert!(
+            pools.capacity.iter().all(|&n| n <= u32::from(u16::MAX)),
+            "at most 65535 slots a pool"
+        );
         Reservations {
             pools,
             possible_cpus,
@@ -290,32 +319,34 @@ impl Reservations {
                 Ok(())
             }
             Target::Task { task, cpu: Some(c) } => {
-                let tp = self.tasks.get(task).map_or(0, |s| s.tp(c, p));
+                let found = self.tasks.find(task);
+                let tp = found.map_or(0, |i| self.tasks.tp(i, c, p));
                 let used = st.cpu_pinned[c as usize] + tp;
                 // C[c] + TP_k(c) + 1 <= N
                 if used + 1 > capacity {
                     return Err(no_slot(c, used));
                 }
-                let slots = self.tasks.get_or_insert(task);
-                let all = slots.all[p];
-                if slots.bound[p] == 0 && all > 0 {
+                let i = found.unwrap_or_else(|| self.tasks.insert(task));
+                let all = self.tasks.all(i, p);
+                let independent = self.tasks.cpu_bound(i).is_none_or(|b| b.bound[p] == 0);
+                if independent && all > 0 {
                     // The task becomes CPU-dependent (Linux case 2a): move it from the
                     // all-CPU histogram into every CPU's.
                     histogram::move_holder(&mut st.tsk_all, all, 0);
-                    for cpu in 0..ncpus {
-                        histogram::move_holder(st.tsk_cpu(cpu), 0, all);
-                    }
+                    st.move_everywhere(0, all);
                 }
                 histogram::move_holder(st.tsk_cpu(c), tp, tp + 1);
-                slots.add_on(c, p);
+                self.tasks.add_on(i, c, p);
                 Ok(())
             }
             Target::Task { task, cpu: None } => {
-                let slots = self.tasks.get(task);
-                let all = slots.map_or(0, |s| s.all[p]);
-                let dependent = slots.filter(|s| s.bound[p] > 0);
+                let found = self.tasks.find(task);
+                let all = found.map_or(0, |i| self.tasks.all(i, p));
+                let bound = found
+                    .and_then(|i| self.tasks.cpu_bound(i))
+                    .filter(|b| b.bound[p] > 0);
                 // max_c (C[c] + TP_k(c)) + 1 <= N
-                let (cpu, used) = match dependent {
+                let (cpu, used) = match bound {
                     // CPU-independent task: TP_k(c) = all on every CPU, so the maximum is
                     // all + max_c C[c], from the histogram over CPUs.
                     None => {
@@ -328,15 +359,12 @@ impl Reservations {
                             (0, used)
                         }
                     }
-                    Some(s) => {
+                    Some(b) => {
                         let mut best = (0, 0);
-                        let mut on = s.on_cpu.iter().peekable();
+                        let mut on = b.on_cpu.iter().peekable();
                         for (c, &cp) in st.cpu_pinned.iter().enumerate() {
                             let c = c as u32;
-                            let mut n = cp + all;
-                            if let Some(e) = on.next_if(|e| e.cpu == c) {
-                                n += e.count[p];
-                            }
+                            let n = cp + all + on.next_if(|e| e.cpu == c).map_or(0, |e| e.count[p]);
                             if n > best.1 {
                                 best = (c, n);
                             }
@@ -347,19 +375,14 @@ impl Reservations {
                 if used + 1 > capacity {
                     return Err(no_slot(cpu, used));
                 }
-                let slots = self.tasks.get_or_insert(task);
-                if slots.bound[p] == 0 {
+                let i = found.unwrap_or_else(|| self.tasks.insert(task));
+                match self.tasks.cpu_bound(i).filter(|b| b.bound[p] > 0) {
                     // Linux case 1: only the all-CPU histogram changes.
-                    histogram::move_holder(&mut st.tsk_all, all, all + 1);
-                } else {
+                    None => histogram::move_holder(&mut st.tsk_all, all, all + 1),
                     // Linux case 3: every CPU's TP_k(c) grows by one.
-                    let mut on = slots.on_cpu.iter().peekable();
-                    for c in 0..ncpus {
-                        let tp = all + on.next_if(|e| e.cpu == c).map_or(0, |e| e.count[p]);
-                        histogram::move_holder(st.tsk_cpu(c), tp, tp + 1);
-                    }
+                    Some(b) => st.shift_task(all, &b.on_cpu, p, true),
                 }
-                slots.all[p] = all + 1;
+                self.tasks.set_all(i, p, all + 1);
                 Ok(())
             }
         }
@@ -390,48 +413,38 @@ impl Reservations {
                 st.cpu_pinned[c as usize] = old - 1;
             }
             Target::Task { task, cpu: Some(c) } => {
-                let Some(slots) = self.tasks.get_mut(task) else {
+                let Some(i) = self.tasks.find(task) else {
                     return unmatched();
                 };
-                let tp = slots.tp(c, p);
-                if !slots.remove_on(c, p) {
+                let tp = self.tasks.tp(i, c, p);
+                if !self.tasks.remove_on(i, c, p) {
                     return unmatched();
                 }
                 histogram::move_holder(st.tsk_cpu(c), tp, tp - 1);
-                let all = slots.all[p];
-                if slots.bound[p] == 0 && all > 0 {
+                let all = self.tasks.all(i, p);
+                let independent = self.tasks.cpu_bound(i).is_none_or(|b| b.bound[p] == 0);
+                if independent && all > 0 {
                     // The last CPU-bound one is gone (Linux case 2b): the task moves back from
                     // every CPU's histogram to the all-CPU one.
-                    for cpu in 0..ncpus {
-                        histogram::move_holder(st.tsk_cpu(cpu), all, 0);
-                    }
+                    st.move_everywhere(all, 0);
                     histogram::move_holder(&mut st.tsk_all, 0, all);
                 }
-                if slots.is_empty() {
-                    self.tasks.remove(task);
-                }
+                self.tasks.remove_if_empty(i);
             }
             Target::Task { task, cpu: None } => {
-                let Some(slots) = self.tasks.get_mut(task) else {
+                let Some(i) = self.tasks.find(task) else {
                     return unmatched();
                 };
-                let all = slots.all[p];
+                let all = self.tasks.all(i, p);
                 if all == 0 {
                     return unmatched();
                 }
-                if slots.bound[p] == 0 {
-                    histogram::move_holder(&mut st.tsk_all, all, all - 1);
-                } else {
-                    let mut on = slots.on_cpu.iter().peekable();
-                    for c in 0..ncpus {
-                        let tp = all + on.next_if(|e| e.cpu == c).map_or(0, |e| e.count[p]);
-                        histogram::move_holder(st.tsk_cpu(c), tp, tp - 1);
-                    }
+                match self.tasks.cpu_bound(i).filter(|b| b.bound[p] > 0) {
+                    None => histogram::move_holder(&mut st.tsk_all, all, all - 1),
+                    Some(b) => st.shift_task(all, &b.on_cpu, p, false),
                 }
-                slots.all[p] = all - 1;
-                if slots.is_empty() {
-                    self.tasks.remove(task);
-                }
+                self.tasks.set_all(i, p, all - 1);
+                self.tasks.remove_if_empty(i);
             }
         }
     }

@@ -9,6 +9,8 @@ use std::println;
 
 use super::{BruteForce, NoSlot, Reservations, Target, TaskId};
 use crate::access::Access;
+use crate::arch::arm64::Arm64;
+use crate::arch::power::Power;
 use crate::arch::x86_64::X86_64;
 use crate::arch::{Arch, Chunk, ParseCtx};
 use crate::attr::{BpAttr, PoolKind};
@@ -375,35 +377,100 @@ fn kunit_cases_every_x86_slot_count() {
     }
 }
 
-#[test]
-fn kunit_cases_separate_pools_leave_the_other_pool_free() {
-    // Data pool of 4 (the KUnit tests use data breakpoints); the full instruction pool of 6
-    // must stay usable on every CPU whatever the data tests did.
-    let arch = SplitArch { inst: 6, data: 4 };
+/// Every KUnit case on the data pool of `arch`; the instruction pool must stay fully usable
+/// on every CPU whatever the data cases did. Returns how many cases ran.
+fn kunit_on_separate_pools<A: Arch>(arch: &A, cpus: u32) -> usize {
+    assert!(!arch.mixed_pools());
+    let (inst, data) = (arch.slots(PoolKind::Inst), arch.slots(PoolKind::Data));
+    let mut ran = 0;
     for (name, needs, case) in cases::<Reservations>() {
-        assert!(needs <= 4);
-        let mut t = Kunit::new(Reservations::for_arch(&arch, 3), 4, 3);
-        case(&mut t);
-        for c in 0..3 {
-            assert_eq!(t.acct.committed(c, PoolKind::Inst), 0, "{name}");
+        if data < needs {
+            println!(
+                "{}: {name} skipped: requires breakpoint slots: {needs} > {data}",
+                arch.name()
+            );
+            continue;
         }
-        for c in 0..3 {
-            for _ in 0..6 {
+        let mut t = Kunit::new(Reservations::for_arch(arch, cpus), data, cpus);
+        assert_eq!(t.acct.capacity(PoolKind::Inst), inst);
+        case(&mut t);
+        for c in 0..cpus {
+            assert_eq!(t.acct.committed(c, PoolKind::Inst), 0, "{name}");
+            for _ in 0..inst {
                 t.acct.reserve(Target::Cpu(c), PoolKind::Inst).unwrap();
             }
             let e = t.acct.reserve(Target::Cpu(c), PoolKind::Inst).unwrap_err();
             assert_eq!(
                 (e.pool, e.cpu, e.used, e.capacity),
-                (PoolKind::Inst, c, 6, 6)
+                (PoolKind::Inst, c, inst, inst)
             );
         }
-        for c in 0..3 {
-            for _ in 0..6 {
+        for c in 0..cpus {
+            for _ in 0..inst {
                 t.acct.release(Target::Cpu(c), PoolKind::Inst);
             }
         }
         t.exit();
+        ran += 1;
     }
+    ran
+}
+
+#[test]
+fn kunit_cases_separate_pools_leave_the_other_pool_free() {
+    assert_eq!(
+        kunit_on_separate_pools(&SplitArch { inst: 6, data: 4 }, 3),
+        9
+    );
+    assert_eq!(
+        kunit_on_separate_pools(&SplitArch { inst: 1, data: 2 }, 2),
+        7
+    );
+}
+
+#[test]
+fn kunit_cases_on_arm64_and_power() {
+    // arm64: separate breakpoint (BRP) and watchpoint (WRP) pools.
+    let arm64 = Arm64::new();
+    assert_eq!(kunit_on_separate_pools(&arm64, 4), 9);
+    let small = Arm64::with_slots(2, 2).unwrap();
+    assert_eq!(kunit_on_separate_pools(&small, 2), 7);
+    // POWER9: one DAWR, no instruction slots; POWER10: two DAWRs.
+    for (power, dawrs) in [(Power::power9(), 1), (Power::power10(), 2)] {
+        assert_eq!(kunit_on_separate_pools(&power, 3), 7);
+        let r = Reservations::for_arch(&power, 3);
+        assert_eq!(r.capacity(PoolKind::Data), dawrs);
+        assert_eq!(r.capacity(PoolKind::Inst), 0);
+    }
+}
+
+#[test]
+fn power9_single_dawr_is_fully_usable_and_has_no_instruction_slot() {
+    let mut r = Reservations::for_arch(&Power::power9(), 2);
+    let task = Target::Task {
+        task: TaskId(3),
+        cpu: None,
+    };
+    r.reserve(task, PoolKind::Data).unwrap();
+    let e = r.reserve(task, PoolKind::Data).unwrap_err();
+    assert_eq!(
+        (e.pool, e.cpu, e.used, e.capacity),
+        (PoolKind::Data, 0, 1, 1)
+    );
+    let e = r.reserve(Target::Cpu(1), PoolKind::Inst).unwrap_err();
+    assert_eq!(
+        (e.pool, e.cpu, e.used, e.capacity),
+        (PoolKind::Inst, 1, 0, 0)
+    );
+    // Another task has its own DAWR.
+    let other = Target::Task {
+        task: TaskId(4),
+        cpu: Some(1),
+    };
+    r.reserve(other, PoolKind::Data).unwrap();
+    r.release(other, PoolKind::Data);
+    r.release(task, PoolKind::Data);
+    assert!(!r.is_used());
 }
 
 #[test]
