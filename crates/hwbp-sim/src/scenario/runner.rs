@@ -226,10 +226,26 @@ impl<A: SimArch> Runner<A> {
         id: &str,
         f: impl Fn(&mut Machine<A>, BpId) -> Result<(), BpError>,
     ) -> String {
-        let Some(ids) = self.bps.get(id).cloned() else {
+        let Some(ids) = self.resolve(id) else {
             return "ENOENT".into();
         };
         outcome(ids.iter().try_for_each(|b| f(&mut self.machine, *b)))
+    }
+
+    /// The breakpoints a name stands for: an `open`/`wide` ID, or `TASK.drN` for ptrace's.
+    fn resolve(&self, name: &str) -> Option<Vec<BpId>> {
+        if let Some(ids) = self.bps.get(name) {
+            return Some(ids.clone());
+        }
+        let (task, reg) = name.split_once(".dr")?;
+        let n: u32 = reg.parse().ok()?;
+        let task = *self.tasks.get(task)?;
+        let found = self
+            .machine
+            .debugger_bps(task)
+            .into_iter()
+            .find(|(r, _)| *r == n)?;
+        Some(vec![found.1])
     }
 
     fn step(&mut self, line: &Line) -> Result<String, ScenarioError> {
@@ -298,13 +314,38 @@ impl<A: SimArch> Runner<A> {
                 disabled,
                 watch,
             } => {
-                let (watch, disabled) = (*watch, *disabled);
-                self.each(id, move |m, b| {
-                    let old = m.manager().info(b)?.attr;
-                    let mut new = attr(&watch, disabled.unwrap_or(old.disabled));
+                let Some(ids) = self.resolve(id) else {
+                    return Ok("ENOENT".into());
+                };
+                // All or nothing over a wide breakpoint's parts: on a failure the parts
+                // already changed get their old settings back.
+                let mut done = Vec::new();
+                let mut result = Ok(());
+                for b in ids {
+                    let old = match self.machine.manager().info(b) {
+                        Ok(info) => info.attr,
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
+                    };
+                    let mut new = attr(watch, disabled.unwrap_or(old.disabled));
                     new.exclude_kernel = old.exclude_kernel;
-                    m.manager_mut().modify(b, new, true)
-                })
+                    match self.machine.manager_mut().modify(b, new, true) {
+                        Ok(()) => done.push((b, old)),
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
+                    }
+                }
+                if result.is_err() {
+                    for (b, old) in done {
+                        let back = self.machine.manager_mut().modify(b, old, true);
+                        debug_assert!(back.is_ok(), "restoring a wide part: {back:?}");
+                    }
+                }
+                outcome(result)
             }
             Command::Enable(id) => self.each(id, |m, b| m.manager_mut().enable(b)),
             Command::Disable(id) => self.each(id, |m, b| m.manager_mut().disable(b)),
@@ -339,12 +380,12 @@ impl<A: SimArch> Runner<A> {
                 self.hits = hits;
                 out
             }
-            Command::Count(id) => match self.bps.get(id) {
+            Command::Count(id) => match self.resolve(id) {
                 None => "ENOENT".into(),
                 Some(ids) => {
                     let mut total = 0;
                     for b in ids {
-                        total += self.machine.manager().hits(*b).unwrap_or(0);
+                        total += self.machine.manager().hits(b).unwrap_or(0);
                     }
                     total.to_string()
                 }
