@@ -66,9 +66,6 @@ pub(crate) struct TaskState {
     pub(crate) running_on: Option<u32>,
 }
 
-/// Why a lifecycle request was refused.
-pub type LifecycleError = BpError;
-
 impl<A: Arch> Manager<A> {
     /// The registers CPU `cpu` holds right now (empty while offline or suspended).
     pub fn regs(&self, cpu: u32) -> Result<&A::Regs, BpError> {

@@ -5,6 +5,9 @@
 //! never from memory) and the access touches any byte of the window `DRn & !(LEN-1)` of LEN
 //! bytes (AMD `BPEXT`: `DRn & !mask`, `mask + 1` bytes). Data breakpoints are traps: they are
 //! reported after the access completes.
+//!
+//! Not for: signals and ptrace's `virtual_dr6` (see `ptrace.rs`), or which breakpoint owns a
+//! register (the generic per-CPU tables).
 
 use core::fmt;
 
