@@ -669,7 +669,8 @@ mod core_rules {
     }
 }
 
-mod x86_registers {
+mod register_matching {
+    use hwbp_core::arch::arm64::Arm64;
     use hwbp_core::arch::x86_64::X86_64;
     use hwbp_core::arch::{Arch, ParseCtx};
     use hwbp_core::attr::{BpAttr, PoolKind};
@@ -697,6 +698,28 @@ mod x86_registers {
             let from_regs = arch.trapping_registers(&regs, PoolKind::Data, access, region).unwrap();
             let want = if hw_traps(&arch, &hw, access, region) { 1 << slot } else { 0 };
             prop_assert_eq!(from_regs, want);
+        }
+
+        /// The same for arm64 breakpoints and watchpoints (BAS byte selection).
+        #[test]
+        fn arm64_register_matching_agrees_with_the_settings(
+            addr in 0u64..64, len in 1u64..9,
+            ty in prop::sample::select(vec![1u32, 2, 3, 4]), slot in 0u32..4,
+            access in prop::sample::select(Access::ALL.to_vec()), at in 0u64..80, alen in 1u64..9,
+        ) {
+            let arch = Arm64::new();
+            let ctx = ParseCtx { task_bound: true, cap_sys_admin: false };
+            let attr = BpAttr::user(addr, len, ty);
+            let Ok(hw) = hwbp_core::arch::parse(&arch, &attr, ctx) else {
+                return Ok(());
+            };
+            let pool = attr.pool_kind();
+            let mut regs = arch.empty_regs();
+            arch.install(&mut regs, pool, slot, &hw);
+            let region = Region::new(at, alen);
+            let from_regs = arch.trapping_registers(&regs, pool, access, region).unwrap();
+            let want = if hw_traps(&arch, &hw, access, region) { 1 << slot } else { 0 };
+            prop_assert_eq!(from_regs, want, "{:?}", hw);
         }
     }
 }
