@@ -10,6 +10,8 @@
 //! `HWBP_CHILD_ROLE`).
 
 mod common;
+#[path = "linux/conformance.rs"]
+mod conformance;
 
 use common::*;
 
