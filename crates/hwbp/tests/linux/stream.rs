@@ -297,3 +297,31 @@ fn signal_watch_refuses_other_processes_and_cpus() {
     let init = Target::Process(Pid::new(1).unwrap());
     assert!(SignalWatch::new(init, spec, SignalOptions::default()).is_err());
 }
+
+#[test]
+fn stream_poll_wakes_after_wakeup_samples() {
+    let _hw = hw_shared();
+    let word = Box::new(AtomicU64::new(0));
+    let opts = StreamOptions {
+        wakeup: Some(hwbp::stream::Wakeup::Samples(10)),
+        ..StreamOptions::default()
+    };
+    let mut s = Stream::new(
+        Target::current_thread(),
+        spec_of(&word, Access::Write),
+        &opts,
+    )
+    .unwrap();
+    let zero = Some(std::time::Duration::ZERO);
+    assert!(!s.poll(zero).unwrap(), "nothing written yet");
+    for i in 0..9 {
+        word.store(i, Ordering::Relaxed);
+    }
+    assert!(
+        !s.poll(zero).unwrap(),
+        "9 samples are below wakeup_events = 10"
+    );
+    word.store(9, Ordering::Relaxed);
+    assert!(s.poll(Some(std::time::Duration::from_secs(5))).unwrap());
+    assert_eq!(s.drain(|_| {}), 10);
+}
