@@ -17,7 +17,6 @@
 //! `samples + lost == hits`, once the kernel has written its pending lost record (it does so
 //! at the next sample that fits).
 
-use std::os::fd::AsFd;
 use std::time::Duration;
 
 use hwbp_core::Spec;
@@ -261,25 +260,19 @@ impl Stream {
         hits
     }
 
-    /// Waits until some ring reached its wakeup point (or `timeout`); returns whether one
-    /// did. With several rings this polls each in turn with the full timeout split evenly.
+    /// Waits until some ring reached its wakeup point, or `timeout` passed (`None`: no
+    /// limit); returns whether one did.
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool, Error> {
-        let n = self.rings.len().max(1) as u32;
-        let each = timeout.map(|t| t / n);
-        for slot in &self.rings {
-            let Some(e) = self.watch.events().nth(slot.owner) else {
-                continue;
-            };
-            match crate::ring::poll_readable(e.fd.as_fd(), each) {
-                Ok(true) => return Ok(true),
-                Ok(false) => {}
-                Err(io) => {
-                    let errno = crate::sys::Errno(io.raw_os_error().unwrap_or(0));
-                    return Err(Error::sys(Op::Read, None, errno, &ErrorCtx::default()));
-                }
-            }
-        }
-        Ok(false)
+        let events: Vec<_> = self.watch.events().collect();
+        let fds: Vec<_> = self
+            .rings
+            .iter()
+            .filter_map(|r| events.get(r.owner).map(|e| e.fd))
+            .collect();
+        crate::ring::poll_readable(&fds, timeout).map_err(|io| {
+            let errno = crate::sys::Errno(io.raw_os_error().unwrap_or(0));
+            Error::sys(Op::Read, None, errno, &ErrorCtx::default())
+        })
     }
 
     /// Totals over every ring so far.
