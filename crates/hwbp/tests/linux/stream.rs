@@ -325,3 +325,84 @@ fn stream_poll_wakes_after_wakeup_samples() {
     assert!(s.poll(Some(std::time::Duration::from_secs(5))).unwrap());
     assert_eq!(s.drain(|_| {}), 10);
 }
+
+/// Runs one test of this binary again in a child process with `HWBP_STREAM_CHILD=role`;
+/// process-wide events would take slots from the other tests' threads in this process.
+fn run_child(test: &str, role: &str) -> String {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("HWBP_STREAM_CHILD", role)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "child {role} failed: {}\n{text}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[test]
+fn stream_process_target_sees_threads_created_before_and_after_arming() {
+    if std::env::var("HWBP_STREAM_CHILD").as_deref() != Ok("process") {
+        let _hw = hw_shared();
+        let text = run_child(
+            "stream::stream_process_target_sees_threads_created_before_and_after_arming",
+            "process",
+        );
+        assert!(text.contains("PROCESS-CHILD-OK"), "{text}");
+        return;
+    }
+    use std::sync::{Arc, Barrier};
+    let word = Arc::new(AtomicU64::new(0));
+    let spec = spec_of(&word, Access::Write);
+    // One thread exists before arming and writes after.
+    let go = Arc::new(Barrier::new(2));
+    let early = {
+        let (word, go) = (word.clone(), go.clone());
+        std::thread::spawn(move || {
+            go.wait();
+            for i in 0..300 {
+                word.store(i, Ordering::Relaxed);
+            }
+            Tid::current().get() as u32
+        })
+    };
+    let mut s = Stream::new(Target::current_process(), spec, &StreamOptions::default()).unwrap();
+    go.wait();
+    let early_tid = early.join().unwrap();
+    // Two threads are created after arming (they inherit the watch).
+    let late: Vec<u32> = (0..2)
+        .map(|_| {
+            let word = word.clone();
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    word.store(i, Ordering::Relaxed);
+                }
+                Tid::current().get() as u32
+            })
+            .join()
+            .unwrap()
+        })
+        .collect();
+    for i in 0..100 {
+        word.store(i, Ordering::Relaxed);
+    }
+    let me = Tid::current().get() as u32;
+    let mut by_tid = std::collections::BTreeMap::new();
+    s.drain(|h| {
+        assert_eq!(h.piece, Some(0));
+        *by_tid.entry(h.sample.tid.unwrap()).or_insert(0u64) += 1;
+    });
+    let mut want = std::collections::BTreeMap::new();
+    want.insert(early_tid, 300);
+    want.insert(late[0], 200);
+    want.insert(late[1], 200);
+    want.insert(me, 100);
+    assert_eq!(by_tid, want);
+    assert_eq!(s.stats().ring.lost, 0);
+    assert_eq!(s.watch().count().unwrap(), 800);
+    println!("PROCESS-CHILD-OK");
+}
