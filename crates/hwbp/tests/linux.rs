@@ -3,19 +3,32 @@
 //! Hygiene: `cargo test` runs these as threads of one process, next to other crates' tests
 //! in other processes. Task-bound tests on the test's own threads only constrain that thread,
 //! but CPU-bound events take slots from every thread on their CPU — so every hardware test
-//! takes [`hw_shared`] and tests that open CPU-bound events, probe slots or hotplug CPUs take
-//! [`hw_exclusive`] (an in-process RwLock plus an `flock` on a machine-wide file, so hwbp test
-//! binaries of other worktrees wait too). Process targets are tested on child processes
-//! (this binary re-executed with `HWBP_CHILD_ROLE`).
+//! takes [`hw_shared`] and tests that open CPU-bound events, probe slots of the whole
+//! machine, count fds, or hotplug CPUs take [`hw_exclusive`] (an in-process RwLock plus an
+//! `flock` on a machine-wide file, so hwbp test binaries of other worktrees wait too).
+//! Process targets are tested on child processes (this binary re-executed with
+//! `HWBP_CHILD_ROLE`).
 
 mod common;
 
 use common::*;
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use hwbp::{Target, Watch};
-use hwbp_core::Access;
+use hwbp::caps::probe_slots;
+use hwbp::error::{At, Cause, Op};
+use hwbp::fake::{FakeSys, Faulty};
+use hwbp::sys::{RealSys, Scope};
+use hwbp::watch::WatchOptions;
+use hwbp::{Errno, Error, Target, Tid, Watch};
+use hwbp_core::{Access, Privilege, Spec};
+
+/// Entry point of child roles (see `common::roles`); does nothing in a normal run.
+#[test]
+fn child_role_entry() {
+    roles::run_if_requested();
+}
 
 #[test]
 fn thread_counts_exact_writes() {
@@ -26,6 +39,355 @@ fn thread_counts_exact_writes() {
         word.store(i, Ordering::Relaxed);
     }
     assert_eq!(w.count().unwrap(), 1000);
+    // Reads are not writes.
+    for _ in 0..10 {
+        std::hint::black_box(word.load(Ordering::Relaxed));
+    }
+    assert_eq!(w.count().unwrap(), 1000);
+}
+
+#[test]
+fn thread_rw_counts_reads_and_writes() {
+    let _hw = hw_shared();
+    let word = Box::new(AtomicU64::new(0));
+    let w = Watch::new(Target::current_thread(), spec_of(&word, Access::ReadWrite)).unwrap();
+    for i in 0..5 {
+        word.store(i, Ordering::Relaxed);
+    }
+    for _ in 0..7 {
+        std::hint::black_box(word.load(Ordering::Relaxed));
+    }
+    assert_eq!(w.count().unwrap(), 12);
+}
+
+#[test]
+fn thread_watch_does_not_see_other_threads() {
+    let _hw = hw_shared();
+    let word = Arc::new(AtomicU64::new(0));
+    let w = Watch::new(Target::current_thread(), spec_of(&word, Access::Write)).unwrap();
+    let other = Arc::clone(&word);
+    std::thread::spawn(move || (0..100).for_each(|i| other.store(i, Ordering::Relaxed)))
+        .join()
+        .unwrap();
+    word.store(1, Ordering::Relaxed);
+    assert_eq!(w.count().unwrap(), 1);
+}
+
+#[test]
+fn unaligned_region_is_split_and_every_byte_counts() {
+    let _hw = hw_shared();
+    // 11 bytes at offset 3 of a 16-byte buffer: pieces 1@3, 4@4, 2@8... (gdb's splitter).
+    let buf: Box<[std::sync::atomic::AtomicU8; 16]> = Box::default();
+    let base = buf.as_ptr() as u64;
+    let spec = Spec::user(base + 3, 11, Access::Write);
+    let w = Watch::new(Target::current_thread(), spec).unwrap();
+    assert!(w.pieces().len() > 1);
+    assert_eq!(w.event_count(), w.pieces().len());
+    for (i, b) in buf.iter().enumerate() {
+        b.store(i as u8, Ordering::Relaxed);
+    }
+    // Bytes 3..14 are watched: 11 one-byte writes, each in exactly one piece.
+    assert_eq!(w.count().unwrap(), 11);
+    let by_piece = w.counts_by_piece().unwrap();
+    for (piece, n) in w.pieces().iter().zip(&by_piece) {
+        assert_eq!(*n, piece.covers.len_bytes, "piece {piece:?}");
+    }
+}
+
+#[test]
+fn disabled_watch_keeps_slots_and_counts_nothing() {
+    let _hw = hw_shared();
+    let word = Box::new(AtomicU64::new(0));
+    let mut w = Watch::new(Target::current_thread(), spec_of(&word, Access::Write)).unwrap();
+    word.store(1, Ordering::Relaxed);
+    w.disable().unwrap();
+    word.store(2, Ordering::Relaxed);
+    assert_eq!(w.count().unwrap(), 1);
+    // Still holds its slot: only 3 more fit on this thread.
+    assert_eq!(probe_slots(&RealSys, Scope::Thread(Tid::current())), Ok(3));
+    w.enable().unwrap();
+    word.store(3, Ordering::Relaxed);
+    assert_eq!(w.count().unwrap(), 2);
+}
+
+#[test]
+fn process_threads_before_and_after_arming_are_counted_after_exit() {
+    let _hw = hw_shared();
+    const N: u64 = 1000;
+    let mut child = ChildProc::spawn(&format!("threads:3:4:{N}"));
+    let addr = parse_hex(&child.expect("ready"));
+    let w = Watch::new(
+        Target::Process(child.pid()),
+        Spec::user(addr, 8, Access::Write),
+    )
+    .unwrap();
+    // The role's threads, plus libtest's main thread: at least 4 events, one per thread.
+    assert!(w.event_count() >= 4, "{} events", w.event_count());
+    child.say("go");
+    child.expect("done");
+    // 3 threads from before arming, the role's own thread, 4 created after: all exited
+    // except the role's thread.
+    assert_eq!(w.count().unwrap(), 8 * N);
+    child.finish();
+    assert_eq!(w.count().unwrap(), 8 * N);
+}
+
+#[test]
+fn kernel_writes_count_only_when_asked() {
+    let _hw = hw_shared();
+    let mut buf = Box::new([1u8; 8]);
+    let addr = buf.as_ptr() as u64;
+    let user = Watch::new(Target::current_thread(), Spec::user(addr, 1, Access::Write)).unwrap();
+    let kspec = Spec {
+        privilege: Privilege::Kernel,
+        ..Spec::user(addr, 1, Access::Write)
+    };
+    let kernel = match Watch::new(Target::current_thread(), kspec) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("SKIP kernel_writes_count_only_when_asked: kernel accesses refused: {e}");
+            return;
+        }
+    };
+    // read(2) of one byte from /dev/zero: the kernel writes exactly byte 0 of the buffer.
+    let mut f = std::fs::File::open("/dev/zero").unwrap();
+    std::io::Read::read_exact(&mut f, &mut buf[..1]).unwrap();
+    assert_eq!(std::hint::black_box(buf[0]), 0);
+    assert_eq!(user.count().unwrap(), 0);
+    assert_eq!(kernel.count().unwrap(), 1);
+}
+
+#[test]
+fn modify_moves_the_watch_and_keeps_the_count() {
+    let _hw = hw_shared();
+    let words = Box::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let mut w = Watch::new(Target::current_thread(), spec_of(&words[0], Access::Write)).unwrap();
+    (0..3).for_each(|i| words[0].store(i, Ordering::Relaxed));
+    w.modify(spec_of(&words[1], Access::Write)).unwrap();
+    (0..5).for_each(|i| words[0].store(i, Ordering::Relaxed));
+    (0..5).for_each(|i| words[1].store(i, Ordering::Relaxed));
+    assert_eq!(w.count().unwrap(), 8);
+    // Resize to 16 bytes (two pieces) covering both words, then re-type to rw.
+    let both = Spec::user(words.as_ptr() as u64, 16, Access::Write);
+    w.modify(both).unwrap();
+    assert_eq!(w.event_count(), 2);
+    words[0].store(1, Ordering::Relaxed);
+    words[1].store(1, Ordering::Relaxed);
+    assert_eq!(w.count().unwrap(), 10);
+    w.modify(Spec::user(words.as_ptr() as u64, 16, Access::ReadWrite))
+        .unwrap();
+    std::hint::black_box(words[1].load(Ordering::Relaxed));
+    assert_eq!(w.count().unwrap(), 11);
+    // Shrink back to one piece: the dropped piece's count is kept.
+    w.modify(spec_of(&words[0], Access::Write)).unwrap();
+    assert_eq!(w.event_count(), 1);
+    words[1].store(2, Ordering::Relaxed);
+    words[0].store(2, Ordering::Relaxed);
+    assert_eq!(w.count().unwrap(), 12);
+    // The shrink freed the slot: 3 remain on this thread.
+    assert_eq!(probe_slots(&RealSys, Scope::Thread(Tid::current())), Ok(3));
+}
+
+#[test]
+fn failed_modify_keeps_the_old_watch_armed_and_counting() {
+    let _hw = hw_shared();
+    let words = Box::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+    let base = words.as_ptr() as u64;
+    // Real kernel: a 2-piece watch; the kernel refuses the 2nd piece's modify (injected after
+    // the 1st piece was really modified): the 1st must be modified back.
+    let sys = Arc::new(Faulty::new(RealSys));
+    let old = Spec::user(base, 16, Access::Write);
+    let mut w = Watch::with_sys(
+        sys.clone(),
+        Target::current_thread(),
+        old,
+        &WatchOptions::default(),
+    )
+    .unwrap();
+    words[0].store(1, Ordering::Relaxed);
+    sys.fail_modify(2, Errno::EINVAL);
+    let err = w
+        .modify(Spec::user(base + 8, 16, Access::Write))
+        .unwrap_err();
+    assert!(matches!(err, Error::Sys { op: Op::Modify, .. }), "{err}");
+    assert_eq!(w.spec(), old);
+    words[0].store(2, Ordering::Relaxed);
+    words[1].store(2, Ordering::Relaxed);
+    words[2].store(2, Ordering::Relaxed);
+    assert_eq!(w.count().unwrap(), 3);
+
+    // Real kernel, real refusal: growing to 3 pieces needs a slot that is not there.
+    let w2 = Watch::new(
+        Target::current_thread(),
+        Spec::user(base + 16, 8, Access::ReadWrite),
+    )
+    .unwrap();
+    let w3 = Watch::new(
+        Target::current_thread(),
+        Spec::user(base + 16, 8, Access::Write),
+    )
+    .unwrap();
+    let err = w.modify(Spec::user(base, 24, Access::Write)).unwrap_err();
+    assert_eq!(err.errno(), Some(Errno::ENOSPC), "{err}");
+    assert_eq!(w.event_count(), 2);
+    words[0].store(3, Ordering::Relaxed);
+    words[2].store(3, Ordering::Relaxed);
+    assert_eq!(w.count().unwrap(), 4);
+    drop((w2, w3));
+}
+
+#[test]
+fn enospc_rolls_back_every_piece_and_names_thread_and_slots() {
+    let _hw = hw_shared();
+    let buf = Box::new([0u64; 8]);
+    let base = buf.as_ptr() as u64;
+    let me = Tid::current();
+    let held = Watch::new(
+        Target::current_thread(),
+        Spec::user(base, 16, Access::Write),
+    )
+    .unwrap();
+    // Needs 3 pieces, 2 are free: pieces 0 and 1 open, piece 2 fails, all closed again.
+    let err = Watch::new(
+        Target::current_thread(),
+        Spec::user(base + 24, 24, Access::Write),
+    )
+    .unwrap_err();
+    match err {
+        Error::Sys {
+            op: Op::Open,
+            at: Some(At { scope, piece }),
+            errno,
+            cause: Cause::NoSlot { pieces, holders },
+        } => {
+            assert_eq!(scope, Scope::Thread(me));
+            assert_eq!(piece, 2);
+            assert_eq!(errno, Errno::ENOSPC);
+            assert_eq!(pieces, 3);
+            assert_eq!(holders.tracer, None);
+            // `held`'s two events (and any other test's watches in this process).
+            assert!(holders.process_perf_events.unwrap() >= 2);
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert!(err.to_string().contains("needs 3 slots"), "{err}");
+    assert_eq!(probe_slots(&RealSys, Scope::Thread(me)), Ok(2));
+    drop(held);
+    assert_eq!(probe_slots(&RealSys, Scope::Thread(me)), Ok(4));
+}
+
+#[test]
+fn process_enospc_on_one_thread_closes_everything() {
+    let _hw = hw_shared();
+    // The child's own thread holds 3 slots; a 2-piece process watch fits nowhere on it.
+    let mut child = ChildProc::spawn("holder:3:3");
+    let holder = Tid::new(child.expect("ready").parse().unwrap()).unwrap();
+    let other_buf = Box::new([0u64; 2]);
+    let err = Watch::new(
+        Target::Process(child.pid()),
+        Spec::user(other_buf.as_ptr() as u64, 16, Access::Write),
+    )
+    .unwrap_err();
+    match err {
+        Error::Sys {
+            at: Some(At { scope, piece }),
+            cause: Cause::NoSlot { pieces, holders },
+            ..
+        } => {
+            assert_eq!(scope, Scope::Thread(holder));
+            assert_eq!(piece, 1);
+            assert_eq!(pieces, 2);
+            assert_eq!(holders.process_perf_events, Some(3));
+        }
+        other => panic!("unexpected {other}"),
+    }
+    // Nothing of ours is left on any of the child's threads.
+    for tid in hwbp::target::list_threads(child.pid()).unwrap() {
+        let free = probe_slots(&RealSys, Scope::Thread(tid)).unwrap();
+        assert_eq!(free, if tid == holder { 1 } else { 4 }, "thread {tid}");
+    }
+    child.finish();
+}
+
+#[test]
+fn fake_enospc_on_nth_open_of_a_process_closes_everything() {
+    // No hardware: the fake stands in for the kernel. The lock only keeps the fd-leak test
+    // from seeing the fake's sockets.
+    let _hw = hw_shared();
+    // This process has at least 4 threads (3 parked here, plus this one); each gets 2
+    // pieces, so the 5th open is piece 0 of the 3rd thread.
+    let park = Arc::new(std::sync::Barrier::new(4));
+    let parked: Vec<_> = (0..3)
+        .map(|_| {
+            let b = Arc::clone(&park);
+            std::thread::spawn(move || {
+                b.wait();
+            })
+        })
+        .collect();
+    let fake = Arc::new(FakeSys::new());
+    fake.fail_open(5, Errno::ENOSPC);
+    let buf = Box::new([0u64; 2]);
+    let err = Watch::with_sys(
+        fake.clone(),
+        Target::current_process(),
+        Spec::user(buf.as_ptr() as u64, 16, Access::Write),
+        &WatchOptions::default(),
+    );
+    park.wait();
+    parked.into_iter().for_each(|t| t.join().unwrap());
+    let err = err.unwrap_err();
+    assert_eq!(err.errno(), Some(Errno::ENOSPC));
+    assert!(
+        matches!(
+            err,
+            Error::Sys {
+                at: Some(At { piece: 0, .. }),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(fake.live_events(), 0);
+    // A failing modify on the fake rolls back the already-modified events.
+    let fake = Arc::new(FakeSys::new());
+    let mut w = Watch::with_sys(
+        fake.clone(),
+        Target::current_thread(),
+        Spec::user(buf.as_ptr() as u64, 16, Access::Write),
+        &WatchOptions::default(),
+    )
+    .unwrap();
+    let before: Vec<_> = fake.live_attrs();
+    fake.fail_modify(2, Errno::EINVAL);
+    assert!(w
+        .modify(Spec::user(buf.as_ptr() as u64 + 8, 16, Access::Write))
+        .is_err());
+    assert_eq!(fake.live_attrs(), before);
+    let log = fake.log();
+    assert_eq!(log.len(), 5, "{log:?}"); // 2 opens, modify ok, modify refused, modify back
+}
+
+#[test]
+fn no_fd_or_slot_leak_after_10000_cycles() {
+    let _hw = hw_exclusive();
+    let me = Scope::Thread(Tid::current());
+    let fds = fd_count();
+    let slots = probe_slots(&RealSys, me).unwrap();
+    let buf = Box::new([0u64; 4]);
+    let base = buf.as_ptr() as u64;
+    for i in 0..10_000u64 {
+        // Alternate a 1-piece and a 3-piece (unaligned) watch, and a failing one.
+        let spec = match i % 3 {
+            0 => Spec::user(base, 8, Access::Write),
+            1 => Spec::user(base + 4, 12, Access::ReadWrite),
+            _ => Spec::user(base + 1, 40, Access::Write), // 6 pieces: ENOSPC, rolled back
+        };
+        let r = Watch::new(Target::current_thread(), spec);
+        assert_eq!(r.is_ok(), i % 3 != 2, "cycle {i}");
+    }
+    assert_eq!(fd_count(), fds);
+    assert_eq!(probe_slots(&RealSys, me).unwrap(), slots);
 }
 
 #[path = "linux/stream.rs"]
