@@ -406,3 +406,31 @@ fn stream_process_target_sees_threads_created_before_and_after_arming() {
     assert_eq!(s.watch().count().unwrap(), 800);
     println!("PROCESS-CHILD-OK");
 }
+
+#[test]
+fn stream_cpu_target_records_exactly_on_that_cpu() {
+    let _hw = hw_exclusive();
+    let cpu = *hwbp::target::online_cpus()
+        .unwrap()
+        .iter()
+        .next_back()
+        .unwrap();
+    hwbp::sys::pin_current_thread(cpu).unwrap();
+    let word = Box::new(AtomicU64::new(0));
+    let spec = spec_of(&word, Access::Write);
+    let mut s = Stream::new(Target::Cpu(cpu), spec, &StreamOptions::default()).unwrap();
+    for i in 0..1000 {
+        word.store(i, Ordering::Relaxed);
+    }
+    let me = Tid::current().get() as u32;
+    let mut n = 0;
+    s.drain(|h| {
+        assert_eq!(h.sample.cpu, Some(cpu.get()));
+        assert_eq!(h.sample.tid, Some(me));
+        assert_eq!(h.scope, Some(hwbp::sys::Scope::Cpu(cpu)));
+        n += 1;
+    });
+    hwbp::sys::unpin_current_thread().unwrap();
+    assert_eq!(n, 1000);
+    assert_eq!(s.stats().ring.lost, 0);
+}
