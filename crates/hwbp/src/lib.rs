@@ -16,6 +16,7 @@ pub mod attr;
 pub mod caps;
 pub mod error;
 pub mod fake;
+pub mod hotplug;
 pub mod ring;
 pub mod signal;
 pub mod stream;
@@ -25,6 +26,7 @@ pub mod watch;
 
 pub use caps::{caps, Caps};
 pub use error::{Cause, Error};
+pub use hotplug::HotplugMonitor;
 pub use sys::{Cpu, Errno, Pid, Tid};
 pub use target::Target;
 pub use watch::{Watch, WatchOptions};

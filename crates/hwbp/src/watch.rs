@@ -61,8 +61,6 @@ struct Event {
     scope: Scope,
     piece: u32,
     attr: PerfEventAttr,
-    /// `time_enabled` at the last liveness check (CPU-bound events only).
-    last_enabled_ns: u64,
 }
 
 /// A borrowed view of one event, for delivery layers (ring buffers, ids).
@@ -330,7 +328,7 @@ impl Watch {
     /// Linux removes a CPU's events from the CPU when it goes offline and does not bring them
     /// back when it returns (measured on 6.18; `perf_event_exit_cpu()`); the dead event still
     /// holds its slot until closed. A dead event is recognised by its CPU being offline, or
-    /// (while the watch is enabled) by its `time_enabled` no longer advancing. Task targets
+    /// (while the watch is enabled) by its `time_enabled` no longer advancing over ~11 ms. Task targets
     /// need nothing: their events follow the thread to whatever CPU it runs on.
     pub fn refresh(&mut self) -> Result<Refresh, Error> {
         let mut report = Refresh::default();
@@ -381,26 +379,29 @@ impl Watch {
     }
 
     /// Whether the events at `idx` (all on one online CPU) still count. Only checkable while
-    /// enabled: `time_enabled` advances for a live enabled event and is frozen for one the
-    /// kernel removed on CPU offline.
-    fn cpu_events_alive(&mut self, idx: &[usize]) -> Result<bool, Error> {
+    /// enabled: `time_enabled` advances (in nanoseconds) for a live enabled event and is
+    /// frozen for one the kernel removed at CPU offline — measured on 6.18, where even
+    /// `PERF_EVENT_IOC_ENABLE` does not revive it.
+    fn cpu_events_alive(&self, idx: &[usize]) -> Result<bool, Error> {
         if !self.enabled {
             return Ok(true);
         }
-        let mut alive = true;
         for &i in idx {
-            let mut now = self.read_event(&self.events[i])?.1;
-            if now == self.events[i].last_enabled_ns {
-                // Nanosecond clock: give it time to tick before calling it dead.
-                std::thread::sleep(std::time::Duration::from_millis(2));
-                now = self.read_event(&self.events[i])?.1;
+            let e = &self.events[i];
+            let first = self.read_event(e)?.1;
+            let mut alive = false;
+            for wait_us in [100, 1_000, 10_000] {
+                std::thread::sleep(std::time::Duration::from_micros(wait_us));
+                if self.read_event(e)?.1 != first {
+                    alive = true;
+                    break;
+                }
             }
-            if now == self.events[i].last_enabled_ns {
-                alive = false;
+            if !alive {
+                return Ok(false);
             }
-            self.events[i].last_enabled_ns = now;
         }
-        Ok(alive)
+        Ok(true)
     }
 
     fn piece_count(&self) -> u32 {
@@ -433,17 +434,12 @@ impl Watch {
             attr.set_bp(&self.piece_attr(piece));
             match self.sys.perf_event_open(&attr, scope, None) {
                 Ok(fd) => {
-                    let mut e = Event {
+                    out.push(Event {
                         fd,
                         scope,
                         piece,
                         attr,
-                        last_enabled_ns: 0,
-                    };
-                    if matches!(scope, Scope::Cpu(_)) {
-                        e.last_enabled_ns = self.read_event(&e).map_or(0, |r| r.1);
-                    }
-                    out.push(e);
+                    });
                 }
                 Err(errno) => {
                     return Err(self.open_err(scope, piece, errno, &attr, out));

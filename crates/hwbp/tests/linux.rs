@@ -390,5 +390,195 @@ fn no_fd_or_slot_leak_after_10000_cycles() {
     assert_eq!(probe_slots(&RealSys, me).unwrap(), slots);
 }
 
+/// Runs `f` on a new thread pinned to `cpu` (the thread is on that CPU when `f` starts).
+fn on_cpu<T: Send + 'static>(cpu: hwbp::Cpu, f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        hwbp::sys::pin_current_thread(cpu).expect("sched_setaffinity");
+        assert_eq!(hwbp::sys::current_cpu(), Some(cpu));
+        f()
+    })
+    .join()
+    .expect("pinned thread")
+}
+
+fn writes(word: &Arc<AtomicU64>, n: u64) -> impl FnOnce() + Send + 'static {
+    let word = Arc::clone(word);
+    move || (0..n).for_each(|i| word.store(i, Ordering::Relaxed))
+}
+
+/// Online CPUs, or `None` (with the reason printed) when CPU-bound tests cannot run here.
+fn two_cpus_or_skip(test: &str) -> Option<(hwbp::Cpu, hwbp::Cpu)> {
+    let cpus: Vec<_> = hwbp::target::online_cpus().unwrap().into_iter().collect();
+    if cpus.len() < 2 {
+        eprintln!("SKIP {test}: needs 2 online CPUs, have {}", cpus.len());
+        return None;
+    }
+    Some((cpus[0], cpus[1]))
+}
+
+/// Arms or prints why the host forbids CPU-bound events (then the test is skipped).
+fn arm_or_skip(test: &str, target: Target, spec: Spec) -> Option<Watch> {
+    match Watch::new(target, spec) {
+        Ok(w) => Some(w),
+        Err(e) if matches!(e.errno(), Some(Errno::EACCES | Errno::EPERM)) => {
+            eprintln!("SKIP {test}: the host forbids CPU-bound events: {e}");
+            None
+        }
+        Err(e) => panic!("{test}: {e}"),
+    }
+}
+
+#[test]
+fn cpu_target_counts_only_that_cpu() {
+    let _hw = hw_exclusive();
+    let Some((c0, c1)) = two_cpus_or_skip("cpu_target_counts_only_that_cpu") else {
+        return;
+    };
+    let word = Arc::new(AtomicU64::new(0));
+    let spec = spec_of(&word, Access::Write);
+    let Some(w) = arm_or_skip("cpu_target", Target::Cpu(c0), spec) else {
+        return;
+    };
+    on_cpu(c0, writes(&word, 1000));
+    on_cpu(c1, writes(&word, 500));
+    assert_eq!(w.count().unwrap(), 1000);
+}
+
+#[test]
+fn all_cpus_target_sums_every_cpu() {
+    let _hw = hw_exclusive();
+    let Some((c0, c1)) = two_cpus_or_skip("all_cpus_target_sums_every_cpu") else {
+        return;
+    };
+    let word = Arc::new(AtomicU64::new(0));
+    // A 2-piece region: every CPU gets both pieces.
+    let spec = Spec::user(word.as_ptr() as u64 + 4, 8, Access::Write);
+    let Some(w) = arm_or_skip("all_cpus_target", Target::AllCpus, spec) else {
+        return;
+    };
+    assert_eq!(
+        w.event_count(),
+        2 * hwbp::target::online_cpus().unwrap().len()
+    );
+    on_cpu(c0, writes(&word, 500));
+    on_cpu(c1, writes(&word, 300));
+    // Each 8-byte store overlaps both pieces (bytes 4..8 and 8..12 of the word are 4..8
+    // only): the region 4..12 overlaps the word in bytes 4..8 -> one piece per store.
+    let per_store = w
+        .pieces()
+        .iter()
+        .filter(|p| {
+            p.covers
+                .overlaps(&hwbp_core::Region::new(word.as_ptr() as u64, 8))
+        })
+        .count() as u64;
+    assert_eq!(w.count().unwrap(), 800 * per_store);
+}
+
+/// Puts a CPU back online when dropped, whatever happened in between.
+struct OnlineGuard(hwbp::Cpu);
+
+impl OnlineGuard {
+    fn path(&self) -> String {
+        format!("/sys/devices/system/cpu/cpu{}/online", self.0)
+    }
+    fn set(&self, online: bool) -> std::io::Result<()> {
+        std::fs::write(self.path(), if online { "1" } else { "0" })
+    }
+}
+
+impl Drop for OnlineGuard {
+    fn drop(&mut self) {
+        if let Err(e) = self.set(true) {
+            eprintln!("could not bring CPU {} back online: {e}", self.0);
+        }
+    }
+}
+
+#[test]
+fn cpu_hotplug_rearms_cpu_bound_watches() {
+    let _hw = hw_exclusive();
+    let Some((c0, c1)) = two_cpus_or_skip("cpu_hotplug_rearms_cpu_bound_watches") else {
+        return;
+    };
+    let word = Arc::new(AtomicU64::new(0));
+    let spec = spec_of(&word, Access::Write);
+    let Some(one) = arm_or_skip("cpu_hotplug", Target::Cpu(c1), spec) else {
+        return;
+    };
+    let all = Watch::new(Target::AllCpus, spec).unwrap();
+    let monitored = Arc::new(std::sync::Mutex::new(
+        Watch::new(Target::AllCpus, spec).unwrap(),
+    ));
+    let monitor = hwbp::HotplugMonitor::spawn(
+        vec![Arc::clone(&monitored)],
+        std::time::Duration::from_millis(5),
+    );
+    on_cpu(c1, writes(&word, 100));
+    let guard = OnlineGuard(c1);
+    if let Err(e) = guard.set(false) {
+        eprintln!("SKIP cpu_hotplug: cannot offline CPU {c1}: {e}");
+        std::mem::forget(guard);
+        return;
+    }
+    let mut one = one;
+    let mut all = all;
+    let r = all.refresh().unwrap();
+    assert_eq!(r.offline, vec![c1]);
+    on_cpu(c0, writes(&word, 50));
+    guard.set(true).unwrap();
+    drop(guard);
+    // Linux 6.18 leaves the events of a CPU that went offline dead (time_enabled frozen) and
+    // still holding their slots: refresh closes them and opens new ones.
+    let r = one.refresh().unwrap();
+    assert_eq!(r.reopened, vec![c1]);
+    let r = all.refresh().unwrap();
+    assert_eq!(r.reopened, vec![c1]);
+    // The monitor sees the online set change and refreshes its watch on its own.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while monitor.reopen_rounds() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "monitor never refreshed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(monitor.last_error(), None);
+    on_cpu(c1, writes(&word, 100));
+    assert_eq!(one.count().unwrap(), 200);
+    assert_eq!(all.count().unwrap(), 250);
+    drop(monitor);
+    assert_eq!(monitored.lock().unwrap().count().unwrap(), 250);
+    // A second refresh finds everything alive and changes nothing.
+    assert_eq!(all.refresh().unwrap(), hwbp::watch::Refresh::default());
+}
+
+#[test]
+fn caps_report_matches_this_machine_and_the_core_rules() {
+    let _hw = hw_exclusive();
+    let caps = hwbp::caps();
+    eprintln!("{caps:#?}");
+    assert_eq!(caps.breakpoint_pmu_type, Some(5));
+    assert_eq!(caps.slots, Ok(4));
+    assert_eq!(caps.self_test, hwbp::caps::SelfTest::Hits(1));
+    assert!(caps.modify_attributes.ok());
+    assert!(caps.sigtrap.ok());
+    assert!(caps.inherit_thread.ok());
+    assert_eq!(caps.accepted.len(), 32);
+    // Differential: the kernel's answer for each (len, type) at an aligned address equals
+    // hwbp-core's x86 validator.
+    let arch = hwbp_core::arch::NativeArch::new();
+    for a in &caps.accepted {
+        let mut bp = hwbp_core::BpAttr::user(0x1000, a.len_bytes, a.bp_type);
+        bp.disabled = true;
+        let core = hwbp_core::arch::parse(&arch, &bp, hwbp_core::arch::ParseCtx::ROOT_TASK);
+        match (core, a.probe) {
+            (Ok(_), hwbp::caps::Probe::Yes) => {}
+            (Err(rule), hwbp::caps::Probe::No(e)) => assert_eq!(rule.class().errno(), e.0, "{a:?}"),
+            (core, kernel) => panic!("{a:?}: core {core:?}, kernel {kernel:?}"),
+        }
+    }
+}
+
 #[path = "linux/stream.rs"]
 mod stream;

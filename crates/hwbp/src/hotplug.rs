@@ -1,0 +1,102 @@
+//! A background thread that keeps CPU-bound watches armed across CPU hotplug.
+//!
+//! Linux drops a CPU's perf events when the CPU goes offline and does not restore them when
+//! it comes back (`perf_event_exit_cpu()`; measured on 6.18). The monitor polls
+//! `/sys/devices/system/cpu/online` and calls [`Watch::refresh`] whenever the set changes, so
+//! a returning CPU gets its events again and counts keep summing.
+//!
+//! Not for: task-bound watches (their events follow the thread; nothing to do) or finding
+//! out instantly — a CPU that goes offline and back within one poll interval is still caught
+//! by `refresh()`'s `time_enabled` check on the next change or explicit call.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::sys::Cpu;
+use crate::target;
+use crate::watch::Watch;
+
+/// Polls CPU hotplug and refreshes the watches it was given. Stops when dropped.
+#[derive(Debug)]
+pub struct HotplugMonitor {
+    stop: Arc<AtomicBool>,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    /// Number of refreshes that reopened at least one CPU.
+    reopen_rounds: AtomicU64,
+    last_error: Mutex<Option<Error>>,
+}
+
+impl HotplugMonitor {
+    /// Starts polling every `poll` for the given watches.
+    pub fn spawn(watches: Vec<Arc<Mutex<Watch>>>, poll: Duration) -> HotplugMonitor {
+        let stop = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared::default());
+        let (stop2, shared2) = (Arc::clone(&stop), Arc::clone(&shared));
+        let thread = std::thread::Builder::new()
+            .name("hwbp-hotplug".into())
+            .spawn(move || run(&watches, poll, &stop2, &shared2))
+            .ok();
+        HotplugMonitor {
+            stop,
+            shared,
+            thread,
+        }
+    }
+
+    /// How many polls reopened events on at least one CPU so far.
+    pub fn reopen_rounds(&self) -> u64 {
+        self.shared.reopen_rounds.load(Ordering::Acquire)
+    }
+
+    /// The last error a refresh returned (e.g. no free slot on the returning CPU).
+    pub fn last_error(&self) -> Option<Error> {
+        *self
+            .shared
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for HotplugMonitor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(watches: &[Arc<Mutex<Watch>>], poll: Duration, stop: &AtomicBool, shared: &Shared) {
+    let mut seen: Option<BTreeSet<Cpu>> = target::online_cpus().ok();
+    while !stop.load(Ordering::Acquire) {
+        std::thread::sleep(poll);
+        let now = target::online_cpus().ok();
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let mut reopened = false;
+        for w in watches {
+            let mut w = w.lock().unwrap_or_else(|p| p.into_inner());
+            match w.refresh() {
+                Ok(r) => reopened |= !r.reopened.is_empty(),
+                Err(e) => {
+                    *shared.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                }
+            }
+        }
+        if reopened {
+            shared.reopen_rounds.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
