@@ -33,6 +33,10 @@ pub enum Op {
     ListThreads,
     /// Reading `/sys/devices/system/cpu/online`.
     ListCpus,
+    /// `mmap` of a perf ring buffer (stream delivery).
+    Mmap,
+    /// `PERF_EVENT_IOC_SET_OUTPUT` (stream delivery: events sharing one ring).
+    SetOutput,
 }
 
 impl Op {
@@ -47,6 +51,8 @@ impl Op {
             Op::Read => "read",
             Op::ListThreads => "listing /proc/PID/task",
             Op::ListCpus => "reading /sys/devices/system/cpu/online",
+            Op::Mmap => "mmap of the perf ring buffer",
+            Op::SetOutput => "PERF_EVENT_IOC_SET_OUTPUT",
         }
     }
 }

@@ -44,7 +44,10 @@ pub struct Sampling {
 pub struct WatchOptions {
     /// Arm disabled (the slots are reserved, nothing counts until [`Watch::enable`]).
     pub disabled: bool,
-    /// Sampling fields for stream delivery; `None` = counting only.
+    /// Sampling fields for stream delivery; `None` = counting only. A sampling watch on a
+    /// process opens each thread once per online CPU (the kernel refuses to mmap inherited
+    /// per-task events), so it takes `threads x CPUs x pieces` events (still `pieces` slots per
+    /// thread).
     pub sampling: Option<Sampling>,
     /// `Some(sig_data)`: synchronous SIGTRAP in the accessing thread (`sigtrap` +
     /// `remove_on_exec`); task targets only.
@@ -458,6 +461,14 @@ impl Watch {
     fn open_on_process(&self, pid: Pid, pieces: &[u32]) -> Result<Vec<Event>, Error> {
         let mut done: BTreeSet<Tid> = BTreeSet::new();
         let mut out = Vec::new();
+        // Stream delivery mmaps the events, and the kernel refuses mmap of an inherited
+        // per-task event (`perf_mmap()`: `cpu == -1 && inherit` -> EINVAL), so sampling process
+        // watches open each thread once per online CPU (rings are then per CPU).
+        let per_cpu = if self.template.sample_type != 0 {
+            Some(target::online_cpus()?)
+        } else {
+            None
+        };
         loop {
             let tids = target::list_threads(pid)?;
             let new: Vec<Tid> = tids.difference(&done).copied().collect();
@@ -467,7 +478,13 @@ impl Watch {
             for tid in new {
                 done.insert(tid);
                 let before = out.len();
-                match self.open_on(Scope::Thread(tid), pieces, &mut out) {
+                let opened = match &per_cpu {
+                    None => self.open_on(Scope::Thread(tid), pieces, &mut out),
+                    Some(cpus) => cpus.iter().try_for_each(|&c| {
+                        self.open_on(Scope::ThreadOnCpu(tid, c), pieces, &mut out)
+                    }),
+                };
+                match opened {
                     Ok(()) => {}
                     // Gone between listing and arming: nothing of it left to count.
                     Err(e) if e.errno() == Some(Errno::ESRCH) => out.truncate(before),

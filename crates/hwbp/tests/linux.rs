@@ -581,3 +581,6 @@ fn caps_report_matches_this_machine_and_the_core_rules() {
         }
     }
 }
+
+#[path = "linux/stream.rs"]
+mod stream;

@@ -14,6 +14,9 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use crate::attr::PerfEventAttr;
 
+pub mod mmap;
+pub mod signal;
+
 /// A process id (thread-group id).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Pid(i32);
