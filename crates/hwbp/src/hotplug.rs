@@ -1,23 +1,20 @@
 //! A background thread that keeps CPU-bound watches armed across CPU hotplug.
 //!
 //! Linux drops a CPU's perf events when the CPU goes offline and does not restore them when
-//! it comes back (`perf_event_exit_cpu()`; measured on 6.18). The monitor polls
-//! `/sys/devices/system/cpu/online` and calls [`Watch::refresh`] whenever the set changes, so
-//! a returning CPU gets its events again and counts keep summing.
+//! it comes back (`perf_event_exit_cpu()`; measured on 6.18). Every poll interval the monitor
+//! calls [`Watch::refresh_polled`]: a returning CPU gets its events again and counts keep
+//! summing. A CPU that went offline and came back between two polls is caught by its events'
+//! frozen `time_enabled` one poll later. Hits on a returning CPU before the monitor re-arms it
+//! are not counted (at most two poll intervals).
 //!
-//! Not for: task-bound watches (their events follow the thread; nothing to do) or finding
-//! out instantly — a CPU that goes offline and back within one poll interval is still caught
-//! by `refresh()`'s `time_enabled` check on the next change or explicit call.
+//! Not for: task-bound watches (their events follow the thread; nothing to do).
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::sys::Cpu;
-use crate::target;
 use crate::watch::Watch;
 
 /// Polls CPU hotplug and refreshes the watches it was given. Stops when dropped.
@@ -77,18 +74,12 @@ impl Drop for HotplugMonitor {
 }
 
 fn run(watches: &[Arc<Mutex<Watch>>], poll: Duration, stop: &AtomicBool, shared: &Shared) {
-    let mut seen: Option<BTreeSet<Cpu>> = target::online_cpus().ok();
     while !stop.load(Ordering::Acquire) {
         std::thread::sleep(poll);
-        let now = target::online_cpus().ok();
-        if now == seen {
-            continue;
-        }
-        seen = now;
         let mut reopened = false;
         for w in watches {
             let mut w = w.lock().unwrap_or_else(|p| p.into_inner());
-            match w.refresh() {
+            match w.refresh_polled() {
                 Ok(r) => reopened |= !r.reopened.is_empty(),
                 Err(e) => {
                     *shared.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);

@@ -61,6 +61,8 @@ struct Event {
     scope: Scope,
     piece: u32,
     attr: PerfEventAttr,
+    /// `time_enabled` at the last [`Watch::refresh_polled`] (CPU-bound events).
+    polled_enabled_ns: Option<u64>,
 }
 
 /// A borrowed view of one event, for delivery layers (ring buffers, ids).
@@ -72,6 +74,15 @@ pub struct EventRef<'a> {
     pub scope: Scope,
     /// Which planned piece.
     pub piece: u32,
+}
+
+/// How [`Watch::refresh_with`] tells a live CPU-bound event from a dead one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Liveness {
+    /// Read `time_enabled`, wait up to ~11 ms for it to move.
+    Wait,
+    /// Compare with the value at the previous poll.
+    SinceLastPoll,
 }
 
 /// What [`Watch::refresh`] changed.
@@ -331,6 +342,18 @@ impl Watch {
     /// (while the watch is enabled) by its `time_enabled` no longer advancing over ~11 ms. Task targets
     /// need nothing: their events follow the thread to whatever CPU it runs on.
     pub fn refresh(&mut self) -> Result<Refresh, Error> {
+        self.refresh_with(Liveness::Wait)
+    }
+
+    /// [`Watch::refresh`] for periodic callers (the [`crate::HotplugMonitor`]): never sleeps.
+    /// An event is dead if its `time_enabled` did not move since the previous call, so a CPU
+    /// that went offline and came back between two calls is re-armed at the second call
+    /// after it returned.
+    pub fn refresh_polled(&mut self) -> Result<Refresh, Error> {
+        self.refresh_with(Liveness::SinceLastPoll)
+    }
+
+    fn refresh_with(&mut self, how: Liveness) -> Result<Refresh, Error> {
         let mut report = Refresh::default();
         let wanted: BTreeSet<Cpu> = match self.target {
             Target::Cpu(c) => [c].into_iter().collect(),
@@ -350,7 +373,7 @@ impl Watch {
                 }
                 continue;
             }
-            let alive = !mine.is_empty() && self.cpu_events_alive(&mine)?;
+            let alive = !mine.is_empty() && self.cpu_events_alive(mine[0], how)?;
             if alive {
                 continue;
             }
@@ -378,30 +401,32 @@ impl Watch {
         }
     }
 
-    /// Whether the events at `idx` (all on one online CPU) still count. Only checkable while
-    /// enabled: `time_enabled` advances (in nanoseconds) for a live enabled event and is
-    /// frozen for one the kernel removed at CPU offline — measured on 6.18, where even
+    /// Whether the events on one online CPU still count, judged by the first of them (the
+    /// kernel drops all of a CPU's events together). Only checkable while enabled:
+    /// `time_enabled` advances (in nanoseconds) for a live enabled event and is frozen for one
+    /// the kernel removed at CPU offline — measured on 6.18, where even
     /// `PERF_EVENT_IOC_ENABLE` does not revive it.
-    fn cpu_events_alive(&self, idx: &[usize]) -> Result<bool, Error> {
+    fn cpu_events_alive(&mut self, i: usize, how: Liveness) -> Result<bool, Error> {
         if !self.enabled {
+            self.events[i].polled_enabled_ns = None;
             return Ok(true);
         }
-        for &i in idx {
-            let e = &self.events[i];
-            let first = self.read_event(e)?.1;
-            let mut alive = false;
-            for wait_us in [100, 1_000, 10_000] {
-                std::thread::sleep(std::time::Duration::from_micros(wait_us));
-                if self.read_event(e)?.1 != first {
-                    alive = true;
-                    break;
-                }
+        let first = self.read_event(&self.events[i])?.1;
+        match how {
+            Liveness::SinceLastPoll => {
+                let last = self.events[i].polled_enabled_ns.replace(first);
+                Ok(last != Some(first))
             }
-            if !alive {
-                return Ok(false);
+            Liveness::Wait => {
+                for wait_us in [100, 1_000, 10_000] {
+                    std::thread::sleep(std::time::Duration::from_micros(wait_us));
+                    if self.read_event(&self.events[i])?.1 != first {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
             }
         }
-        Ok(true)
     }
 
     fn piece_count(&self) -> u32 {
@@ -439,6 +464,7 @@ impl Watch {
                         scope,
                         piece,
                         attr,
+                        polled_enabled_ns: None,
                     });
                 }
                 Err(errno) => {
