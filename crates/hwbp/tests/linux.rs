@@ -371,6 +371,97 @@ fn fake_enospc_on_nth_open_of_a_process_closes_everything() {
 }
 
 #[test]
+fn every_errno_maps_to_a_cause_and_a_fix() {
+    // No hardware: the fake refuses the first open with each errno.
+    let _hw = hw_shared();
+    let buf = Box::new([0u64; 2]);
+    let spec = Spec::user(buf.as_ptr() as u64, 16, Access::Write);
+    let open_err = |target: Target, errno: Errno| {
+        let fake = Arc::new(FakeSys::new());
+        fake.fail_open(1, errno);
+        let e = Watch::with_sys(fake.clone(), target, spec, &WatchOptions::default()).unwrap_err();
+        assert_eq!(fake.live_events(), 0);
+        e
+    };
+    let cause = |e: &Error| match e {
+        Error::Sys { cause, .. } => *cause,
+        other => panic!("not a syscall error: {other}"),
+    };
+    let me = Target::current_thread();
+    let e = open_err(me, Errno::ENOSPC);
+    assert!(matches!(cause(&e), Cause::NoSlot { pieces: 2, .. }), "{e}");
+    assert!(e.to_string().contains("needs 2 slots"), "{e}");
+    let e = open_err(me, Errno::EACCES);
+    let paranoid = hwbp::caps::read_paranoid();
+    assert_eq!(
+        cause(&e),
+        Cause::Permission {
+            paranoid,
+            kernel: false,
+            cpu_wide: false
+        }
+    );
+    assert!(e.to_string().contains("CAP_PERFMON"), "{e}");
+    let cpu0 = hwbp::target::online_cpus()
+        .unwrap()
+        .into_iter()
+        .next()
+        .unwrap();
+    let e = open_err(Target::Cpu(cpu0), Errno::EPERM);
+    assert!(
+        matches!(cause(&e), Cause::Permission { cpu_wide: true, .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("CPU-wide events need"), "{e}");
+    // The planner only produces valid pieces, so a kernel EINVAL is a feature this kernel
+    // lacks, not a rule...
+    let e = open_err(me, Errno::EINVAL);
+    assert_eq!(cause(&e), Cause::KernelRefused);
+    // ...while for a raw attr the validator names the rule.
+    let bad = hwbp_core::BpAttr::user(buf.as_ptr() as u64 + 2, 8, 2);
+    let e = Error::sys(
+        Op::Open,
+        None,
+        Errno::EINVAL,
+        &hwbp::error::ErrorCtx {
+            attr: Some(bad),
+            ..Default::default()
+        },
+    );
+    assert!(
+        matches!(
+            cause(&e),
+            Cause::Rule(hwbp_core::RuleError::Misaligned {
+                required_align: 8,
+                ..
+            })
+        ),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("must start at a multiple of 8"),
+        "{e}"
+    );
+    for errno in [Errno::ENOENT, Errno::ENODEV] {
+        let e = open_err(me, errno);
+        assert_eq!(cause(&e), Cause::NoBreakpointSupport);
+        assert!(e.to_string().contains("no breakpoint PMU"), "{e}");
+    }
+    assert_eq!(cause(&open_err(me, Errno::EOPNOTSUPP)), Cause::NotSupported);
+    assert_eq!(cause(&open_err(me, Errno::ESRCH)), Cause::TargetGone);
+    // Errors before any syscall.
+    let e = Watch::new(me, Spec::user(0x1000, 0, Access::Write)).unwrap_err();
+    assert!(matches!(e, Error::Plan(_)), "{e}");
+    let kernel = Spec {
+        privilege: Privilege::Kernel,
+        ..spec
+    };
+    let mut w =
+        Watch::with_sys(Arc::new(FakeSys::new()), me, spec, &WatchOptions::default()).unwrap();
+    assert_eq!(w.modify(kernel), Err(Error::PrivilegeChange));
+}
+
+#[test]
 fn no_fd_or_slot_leak_after_10000_cycles() {
     let _hw = hw_exclusive();
     let me = Scope::Thread(Tid::current());
