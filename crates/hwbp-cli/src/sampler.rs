@@ -239,13 +239,15 @@ impl Sampler {
         Ok(())
     }
 
-    /// Waits until a ring reached its wakeup point or `timeout` passed (split over the
-    /// rings); returns whether one did. An interrupting signal returns `false` early.
+    /// Waits until a ring reached its wakeup point or `timeout` passed; returns whether one
+    /// did. An interrupting signal returns `false` early.
     pub fn poll(&self, timeout: Duration) -> bool {
-        let each = timeout / self.rings.len().max(1) as u32;
-        self.rings.iter().any(|r| {
-            hwbp::ring::poll_readable(self.events[r.owner].0.as_fd(), Some(each)).unwrap_or(false)
-        })
+        let fds: Vec<_> = self
+            .rings
+            .iter()
+            .map(|r| self.events[r.owner].0.as_fd())
+            .collect();
+        hwbp::ring::poll_readable(&fds, Some(timeout)).unwrap_or(false)
     }
 
     /// Reads every sample now in every ring, ring after ring; `comm` gets every thread

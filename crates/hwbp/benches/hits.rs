@@ -2,12 +2,13 @@
 //! doing the same work (benches/hits_ref.c, compiled here with the system `cc`), in one run.
 //!
 //! `cargo bench -p hwbp --bench hits` (env: `HWBP_BENCH_HITS`, default 200000 hits per run;
-//! `HWBP_BENCH_REPS`, default 7; `HWBP_BENCH_SEED`). Every repetition runs every
-//! configuration once, in a freshly shuffled order; a run is N stores to one watched 8-byte
+//! `HWBP_BENCH_REPS`, default 9; `HWBP_BENCH_SEED`). A run is N stores to one watched 8-byte
 //! word of the measuring thread in chunks of 1000 (stream and signal drain after each chunk),
-//! timed from the first store to the end of the last drain (arming excluded). Each run's hit
-//! count is checked exactly. Reported: median per-hit µs [min–max], and hwbp/raw as the ratio
-//! of medians and as the median of per-repetition ratios (pairs run in the same repetition).
+//! timed from the first store to the end of the last drain (arming excluded); each run's hit
+//! count is checked exactly. Every repetition runs every (raw, hwbp) pair once, pairs in a
+//! freshly shuffled order and raw-first or hwbp-first at random, the two runs of a pair back
+//! to back so they see the same machine load. Reported: median per-hit µs [min–max], and
+//! hwbp/raw both as the ratio of medians and as the median of the per-pair ratios.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -32,36 +33,16 @@ enum Config {
     SignalCapture,
 }
 
-const CONFIGS: [Config; 7] = [
-    Config::RawCount,
-    Config::RawStream,
-    Config::RawSignal,
-    Config::Count,
-    Config::Stream,
-    Config::Signal,
-    Config::SignalCapture,
-];
-
 impl Config {
     fn name(self) -> &'static str {
         match self {
             Config::RawCount => "raw count",
             Config::RawStream => "raw stream",
             Config::RawSignal => "raw signal",
-            Config::Count => "hwbp count",
-            Config::Stream => "hwbp stream",
-            Config::Signal => "hwbp signal",
-            Config::SignalCapture => "hwbp signal+value",
-        }
-    }
-
-    /// The raw configuration an hwbp one is compared with.
-    fn reference(self) -> Option<Config> {
-        match self {
-            Config::Count => Some(Config::RawCount),
-            Config::Stream => Some(Config::RawStream),
-            Config::Signal | Config::SignalCapture => Some(Config::RawSignal),
-            _ => None,
+            Config::Count => "count",
+            Config::Stream => "stream",
+            Config::Signal => "signal",
+            Config::SignalCapture => "signal + value capture",
         }
     }
 }
@@ -157,7 +138,7 @@ fn run_hwbp(config: Config, n: u64) -> u64 {
             let ns = t0.elapsed().as_nanos() as u64;
             std::hint::black_box(sum);
             let st = s.stats().ring;
-            assert_eq!(st.samples + st.lost, n, "{st:?}");
+            assert_eq!((st.samples, st.lost), (n, 0), "{st:?}");
             ns
         }
         Config::Signal | Config::SignalCapture => {
@@ -197,10 +178,27 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-#[allow(clippy::needless_range_loop)] // per_hit[config][rep] reads better indexed
+/// (hwbp configuration, its raw reference): run back to back.
+const PAIRS: [(Config, Config); 4] = [
+    (Config::Count, Config::RawCount),
+    (Config::Stream, Config::RawStream),
+    (Config::Signal, Config::RawSignal),
+    (Config::SignalCapture, Config::RawSignal),
+];
+
+fn run(bin: &PathBuf, config: Config, n: u64) -> f64 {
+    let ns = match config {
+        Config::RawCount => run_raw(bin, "count", n),
+        Config::RawStream => run_raw(bin, "stream", n),
+        Config::RawSignal => run_raw(bin, "signal", n),
+        _ => run_hwbp(config, n),
+    };
+    ns as f64 / n as f64 / 1000.0
+}
+
 fn main() {
     let n = env_u64("HWBP_BENCH_HITS", 200_000);
-    let reps = env_u64("HWBP_BENCH_REPS", 7) as usize;
+    let reps = env_u64("HWBP_BENCH_REPS", 9) as usize;
     let mut seed = env_u64("HWBP_BENCH_SEED", 0);
     if seed == 0 {
         seed = std::time::SystemTime::now()
@@ -216,54 +214,54 @@ fn main() {
         }
     };
     println!("hits: {n} hits per run, {reps} repetitions, seed {seed}");
-    // us_per_hit[config][rep]
-    let mut per_hit = vec![vec![0f64; reps]; CONFIGS.len()];
     let mut rng = seed;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    // hwbp[pair][rep], raw[pair][rep]: µs per hit.
+    let mut hw = vec![Vec::new(); PAIRS.len()];
+    let mut raw = vec![Vec::new(); PAIRS.len()];
     for rep in 0..reps {
-        let mut order: Vec<usize> = (0..CONFIGS.len()).collect();
+        let mut order: Vec<usize> = (0..PAIRS.len()).collect();
         for i in (1..order.len()).rev() {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            order.swap(i, (rng % (i as u64 + 1)) as usize);
+            order.swap(i, (next() % (i as u64 + 1)) as usize);
         }
-        for &c in &order {
-            let config = CONFIGS[c];
-            let ns = match config {
-                Config::RawCount => run_raw(&bin, "count", n),
-                Config::RawStream => run_raw(&bin, "stream", n),
-                Config::RawSignal => run_raw(&bin, "signal", n),
-                _ => run_hwbp(config, n),
-            };
-            per_hit[c][rep] = ns as f64 / n as f64 / 1000.0;
+        for &p in &order {
+            let (h, r) = PAIRS[p];
+            if next() % 2 == 0 {
+                raw[p].push(run(&bin, r, n));
+                hw[p].push(run(&bin, h, n));
+            } else {
+                hw[p].push(run(&bin, h, n));
+                raw[p].push(run(&bin, r, n));
+            }
         }
         eprintln!("hits: repetition {} of {reps} done", rep + 1);
     }
-    println!("| configuration | per hit, µs: median [min–max] | hwbp / raw (ratio of medians) | hwbp / raw (median of paired ratios) |");
-    println!("|---|---|---|---|");
-    let med: Vec<f64> = per_hit.iter().map(|v| median(&mut v.clone())).collect();
-    for (c, config) in CONFIGS.iter().enumerate() {
-        let v = &per_hit[c];
+    println!(
+        "| mode | raw µs/hit: median [min–max] | hwbp µs/hit: median [min–max] | \
+         hwbp/raw: ratio of medians | hwbp/raw: median of paired ratios [min–max] |"
+    );
+    println!("|---|---|---|---|---|");
+    let span = |v: &[f64]| {
         let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
         let hi = v.iter().cloned().fold(0f64, f64::max);
-        let (r1, r2) = match config.reference() {
-            Some(r) => {
-                let ri = CONFIGS.iter().position(|x| *x == r).unwrap();
-                let mut paired: Vec<f64> =
-                    (0..reps).map(|k| per_hit[c][k] / per_hit[ri][k]).collect();
-                (
-                    format!("{:.3}x", med[c] / med[ri]),
-                    format!("{:.3}x", median(&mut paired)),
-                )
-            }
-            None => ("–".into(), "–".into()),
-        };
+        format!("{:.2} [{lo:.2}–{hi:.2}]", median(&mut v.to_vec()))
+    };
+    for (p, (h, _)) in PAIRS.iter().enumerate() {
+        let mut paired: Vec<f64> = hw[p].iter().zip(&raw[p]).map(|(a, b)| a / b).collect();
+        let lo = paired.iter().cloned().fold(f64::INFINITY, f64::min);
+        let hi = paired.iter().cloned().fold(0f64, f64::max);
+        let ratio = median(&mut hw[p].clone()) / median(&mut raw[p].clone());
         println!(
-            "| {} | {:.2} [{:.2}–{:.2}] | {r1} | {r2} |",
-            config.name(),
-            med[c],
-            lo,
-            hi
+            "| {} | {} | {} | {ratio:.3}x | {:.3}x [{lo:.2}–{hi:.2}] |",
+            h.name(),
+            span(&raw[p]),
+            span(&hw[p]),
+            median(&mut paired)
         );
     }
 }

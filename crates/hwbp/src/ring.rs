@@ -48,10 +48,11 @@ impl RingReader<PerfMmap> {
     }
 }
 
-/// Waits until `fd` (the event owning a ring) has reached its `wakeup_events`/watermark or hung
-/// up, or `timeout` passed; returns whether there is something to [`RingReader::drain`].
-pub fn poll_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
-    crate::sys::mmap::poll_readable(fd, timeout)
+/// Waits until one of `fds` (events owning rings) has reached its `wakeup_events`/watermark
+/// or hung up, or `timeout` passed (`None`: no limit); returns whether there is something to
+/// [`RingReader::drain`].
+pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<bool> {
+    crate::sys::mmap::poll_readable(fds, timeout)
 }
 
 /// The ring memory the reader needs: the data area and the two counters.

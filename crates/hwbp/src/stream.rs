@@ -6,10 +6,13 @@
 //! Layout: one ring per thread or CPU the watch has events on. The first event of each
 //! thread/CPU owns the ring; the watch's other pieces on that thread/CPU send their records
 //! into it with `PERF_EVENT_IOC_SET_OUTPUT` (the kernel allows sharing only between events of
-//! the same task or the same CPU, `perf_event_set_output()`). Threads that inherit a process
-//! watch write into their parent event's ring (`perf_output_begin()` redirects inherited
-//! events to the parent). Samples carry `PERF_SAMPLE_IDENTIFIER`, the primary (parent) event's
-//! id, which `PERF_EVENT_IOC_ID` maps back to the piece.
+//! the same task or the same CPU, `perf_event_set_output()`). A process watch opens every
+//! thread once per online CPU (the kernel refuses to mmap inherited per-task events), so its
+//! rings are per CPU, shared by every thread's events on that CPU. Threads created later
+//! inherit the watch and write into their parent event's ring (`perf_output_begin()`
+//! redirects inherited events to the parent). Samples carry `PERF_SAMPLE_IDENTIFIER`, the
+//! primary (parent) event's id, which `PERF_EVENT_IOC_ID` maps back to the piece.
+//! CPUs that come online after arming get no events for a process stream.
 //!
 //! The watch is armed disabled, its rings mapped, and only then enabled, so no hit happens
 //! while an event has no ring (such a hit would be counted but neither recorded nor reported
@@ -17,7 +20,6 @@
 //! `samples + lost == hits`, once the kernel has written its pending lost record (it does so
 //! at the next sample that fits).
 
-use std::os::fd::AsFd;
 use std::time::Duration;
 
 use hwbp_core::Spec;
@@ -120,6 +122,18 @@ impl std::fmt::Debug for Stream {
     }
 }
 
+/// Whether events bound to `a` and `b` may share a ring: the same task with `cpu == -1`, or
+/// the same CPU (`perf_event_set_output()`).
+fn same_ring(a: Scope, b: Scope) -> bool {
+    match (a, b) {
+        (Scope::Thread(x), Scope::Thread(y)) => x == y,
+        (Scope::Cpu(x) | Scope::ThreadOnCpu(_, x), Scope::Cpu(y) | Scope::ThreadOnCpu(_, y)) => {
+            x == y
+        }
+        _ => false,
+    }
+}
+
 impl Stream {
     /// The `sample_type` a stream opens its events with.
     pub fn sample_format(opts: &StreamOptions) -> SampleFormat {
@@ -175,7 +189,7 @@ impl Stream {
                 piece: e.piece,
             });
             let fail = |op, errno| Error::sys(op, at, errno, &ErrorCtx::default());
-            match rings.iter().find(|r| r.scope == e.scope) {
+            match rings.iter().find(|r| same_ring(r.scope, e.scope)) {
                 Some(owner) => {
                     let owner_fd = watch.events().nth(owner.owner).map(|o| o.fd);
                     sys.ioctl(e.fd, Ioctl::SetOutput(owner_fd))
@@ -261,25 +275,19 @@ impl Stream {
         hits
     }
 
-    /// Waits until some ring reached its wakeup point (or `timeout`); returns whether one
-    /// did. With several rings this polls each in turn with the full timeout split evenly.
+    /// Waits until some ring reached its wakeup point, or `timeout` passed (`None`: no
+    /// limit); returns whether one did.
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool, Error> {
-        let n = self.rings.len().max(1) as u32;
-        let each = timeout.map(|t| t / n);
-        for slot in &self.rings {
-            let Some(e) = self.watch.events().nth(slot.owner) else {
-                continue;
-            };
-            match crate::ring::poll_readable(e.fd.as_fd(), each) {
-                Ok(true) => return Ok(true),
-                Ok(false) => {}
-                Err(io) => {
-                    let errno = crate::sys::Errno(io.raw_os_error().unwrap_or(0));
-                    return Err(Error::sys(Op::Read, None, errno, &ErrorCtx::default()));
-                }
-            }
-        }
-        Ok(false)
+        let events: Vec<_> = self.watch.events().collect();
+        let fds: Vec<_> = self
+            .rings
+            .iter()
+            .filter_map(|r| events.get(r.owner).map(|e| e.fd))
+            .collect();
+        crate::ring::poll_readable(&fds, timeout).map_err(|io| {
+            let errno = crate::sys::Errno(io.raw_os_error().unwrap_or(0));
+            Error::sys(Op::Read, None, errno, &ErrorCtx::default())
+        })
     }
 
     /// Totals over every ring so far.

@@ -149,18 +149,16 @@ pub fn process_of(tid: Tid) -> Option<Pid> {
 pub fn perf_fds_of(pid: Pid, except: &[i32]) -> Option<u32> {
     let mut n = 0;
     let dir = fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
-    {
-        for e in dir.flatten() {
-            let fd: Option<i32> = e.file_name().to_str().and_then(|s| s.parse().ok());
-            if fd.is_some_and(|fd| except.contains(&fd)) {
-                continue;
-            }
-            if fs::read_link(e.path())
-                .ok()
-                .is_some_and(|l| l.as_os_str() == "anon_inode:[perf_event]")
-            {
-                n += 1;
-            }
+    for e in dir.flatten() {
+        let fd: Option<i32> = e.file_name().to_str().and_then(|s| s.parse().ok());
+        if fd.is_some_and(|fd| except.contains(&fd)) {
+            continue;
+        }
+        if fs::read_link(e.path())
+            .ok()
+            .is_some_and(|l| l.as_os_str() == "anon_inode:[perf_event]")
+        {
+            n += 1;
         }
     }
     Some(n)

@@ -44,7 +44,10 @@ pub struct Sampling {
 pub struct WatchOptions {
     /// Arm disabled (the slots are reserved, nothing counts until [`Watch::enable`]).
     pub disabled: bool,
-    /// Sampling fields for stream delivery; `None` = counting only.
+    /// Sampling fields for stream delivery; `None` = counting only. A sampling watch on a
+    /// process opens each thread once per online CPU (the kernel refuses to mmap inherited
+    /// per-task events), so it takes `threads x CPUs x pieces` events (still `pieces` slots per
+    /// thread).
     pub sampling: Option<Sampling>,
     /// `Some(sig_data)`: synchronous SIGTRAP in the accessing thread (`sigtrap` +
     /// `remove_on_exec`); task targets only.
@@ -58,8 +61,8 @@ struct Event {
     scope: Scope,
     piece: u32,
     attr: PerfEventAttr,
-    /// `time_enabled` at the last liveness check (CPU-bound events only).
-    last_enabled_ns: u64,
+    /// `time_enabled` at the last [`Watch::refresh_polled`] (CPU-bound events).
+    polled_enabled_ns: Option<u64>,
 }
 
 /// A borrowed view of one event, for delivery layers (ring buffers, ids).
@@ -71,6 +74,15 @@ pub struct EventRef<'a> {
     pub scope: Scope,
     /// Which planned piece.
     pub piece: u32,
+}
+
+/// How [`Watch::refresh_with`] tells a live CPU-bound event from a dead one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Liveness {
+    /// Read `time_enabled`, wait up to ~11 ms for it to move.
+    Wait,
+    /// Compare with the value at the previous poll.
+    SinceLastPoll,
 }
 
 /// What [`Watch::refresh`] changed.
@@ -327,9 +339,21 @@ impl Watch {
     /// Linux removes a CPU's events from the CPU when it goes offline and does not bring them
     /// back when it returns (measured on 6.18; `perf_event_exit_cpu()`); the dead event still
     /// holds its slot until closed. A dead event is recognised by its CPU being offline, or
-    /// (while the watch is enabled) by its `time_enabled` no longer advancing. Task targets
+    /// (while the watch is enabled) by its `time_enabled` no longer advancing over ~11 ms. Task targets
     /// need nothing: their events follow the thread to whatever CPU it runs on.
     pub fn refresh(&mut self) -> Result<Refresh, Error> {
+        self.refresh_with(Liveness::Wait)
+    }
+
+    /// [`Watch::refresh`] for periodic callers (the [`crate::HotplugMonitor`]): never sleeps.
+    /// An event is dead if its `time_enabled` did not move since the previous call, so a CPU
+    /// that went offline and came back between two calls is re-armed at the second call
+    /// after it returned.
+    pub fn refresh_polled(&mut self) -> Result<Refresh, Error> {
+        self.refresh_with(Liveness::SinceLastPoll)
+    }
+
+    fn refresh_with(&mut self, how: Liveness) -> Result<Refresh, Error> {
         let mut report = Refresh::default();
         let wanted: BTreeSet<Cpu> = match self.target {
             Target::Cpu(c) => [c].into_iter().collect(),
@@ -349,7 +373,7 @@ impl Watch {
                 }
                 continue;
             }
-            let alive = !mine.is_empty() && self.cpu_events_alive(&mine)?;
+            let alive = !mine.is_empty() && self.cpu_events_alive(mine[0], how)?;
             if alive {
                 continue;
             }
@@ -377,27 +401,32 @@ impl Watch {
         }
     }
 
-    /// Whether the events at `idx` (all on one online CPU) still count. Only checkable while
-    /// enabled: `time_enabled` advances for a live enabled event and is frozen for one the
-    /// kernel removed on CPU offline.
-    fn cpu_events_alive(&mut self, idx: &[usize]) -> Result<bool, Error> {
+    /// Whether the events on one online CPU still count, judged by the first of them (the
+    /// kernel drops all of a CPU's events together). Only checkable while enabled:
+    /// `time_enabled` advances (in nanoseconds) for a live enabled event and is frozen for one
+    /// the kernel removed at CPU offline — measured on 6.18, where even
+    /// `PERF_EVENT_IOC_ENABLE` does not revive it.
+    fn cpu_events_alive(&mut self, i: usize, how: Liveness) -> Result<bool, Error> {
         if !self.enabled {
+            self.events[i].polled_enabled_ns = None;
             return Ok(true);
         }
-        let mut alive = true;
-        for &i in idx {
-            let mut now = self.read_event(&self.events[i])?.1;
-            if now == self.events[i].last_enabled_ns {
-                // Nanosecond clock: give it time to tick before calling it dead.
-                std::thread::sleep(std::time::Duration::from_millis(2));
-                now = self.read_event(&self.events[i])?.1;
+        let first = self.read_event(&self.events[i])?.1;
+        match how {
+            Liveness::SinceLastPoll => {
+                let last = self.events[i].polled_enabled_ns.replace(first);
+                Ok(last != Some(first))
             }
-            if now == self.events[i].last_enabled_ns {
-                alive = false;
+            Liveness::Wait => {
+                for wait_us in [100, 1_000, 10_000] {
+                    std::thread::sleep(std::time::Duration::from_micros(wait_us));
+                    if self.read_event(&self.events[i])?.1 != first {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
             }
-            self.events[i].last_enabled_ns = now;
         }
-        Ok(alive)
     }
 
     fn piece_count(&self) -> u32 {
@@ -430,17 +459,13 @@ impl Watch {
             attr.set_bp(&self.piece_attr(piece));
             match self.sys.perf_event_open(&attr, scope, None) {
                 Ok(fd) => {
-                    let mut e = Event {
+                    out.push(Event {
                         fd,
                         scope,
                         piece,
                         attr,
-                        last_enabled_ns: 0,
-                    };
-                    if matches!(scope, Scope::Cpu(_)) {
-                        e.last_enabled_ns = self.read_event(&e).map_or(0, |r| r.1);
-                    }
-                    out.push(e);
+                        polled_enabled_ns: None,
+                    });
                 }
                 Err(errno) => {
                     return Err(self.open_err(scope, piece, errno, &attr, out));
@@ -462,6 +487,14 @@ impl Watch {
     fn open_on_process(&self, pid: Pid, pieces: &[u32]) -> Result<Vec<Event>, Error> {
         let mut done: BTreeSet<Tid> = BTreeSet::new();
         let mut out = Vec::new();
+        // Stream delivery mmaps the events, and the kernel refuses mmap of an inherited
+        // per-task event (`perf_mmap()`: `cpu == -1 && inherit` -> EINVAL), so sampling process
+        // watches open each thread once per online CPU (rings are then per CPU).
+        let per_cpu = if self.template.sample_type != 0 {
+            Some(target::online_cpus()?)
+        } else {
+            None
+        };
         loop {
             let tids = target::list_threads(pid)?;
             let new: Vec<Tid> = tids.difference(&done).copied().collect();
@@ -471,7 +504,13 @@ impl Watch {
             for tid in new {
                 done.insert(tid);
                 let before = out.len();
-                match self.open_on(Scope::Thread(tid), pieces, &mut out) {
+                let opened = match &per_cpu {
+                    None => self.open_on(Scope::Thread(tid), pieces, &mut out),
+                    Some(cpus) => cpus.iter().try_for_each(|&c| {
+                        self.open_on(Scope::ThreadOnCpu(tid, c), pieces, &mut out)
+                    }),
+                };
+                match opened {
                     Ok(()) => {}
                     // Gone between listing and arming: nothing of it left to count.
                     Err(e) if e.errno() == Some(Errno::ESRCH) => out.truncate(before),

@@ -159,23 +159,28 @@ impl Drop for PerfMmap {
     }
 }
 
-/// Waits until perf event `fd` has data to read (its wakeup_events/watermark was reached) or
-/// it hung up (its task exited), or `timeout` passes. Returns whether it is readable.
-pub fn poll_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
+/// Waits until one of the perf events `fds` has data to read (its wakeup_events/watermark
+/// was reached) or hung up (its task exited), or `timeout` passes (`None`: no limit).
+/// Returns whether one is readable.
+pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<bool> {
     let ms = match timeout {
         None => -1,
         Some(t) => i32::try_from(t.as_millis()).unwrap_or(i32::MAX),
     };
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
     loop {
-        // SAFETY: one valid pollfd on the stack, count 1.
-        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+        // SAFETY: `pfds` is a live array of `pfds.len()` pollfds that poll may write to.
+        let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
         if r >= 0 {
-            return Ok(r > 0 && pfd.revents & (libc::POLLIN | libc::POLLHUP) != 0);
+            let ready = libc::POLLIN | libc::POLLHUP;
+            return Ok(pfds.iter().any(|p| p.revents & ready != 0));
         }
         let e = io::Error::last_os_error();
         if e.raw_os_error() != Some(libc::EINTR) {

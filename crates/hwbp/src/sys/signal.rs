@@ -332,6 +332,99 @@ mod tests {
         assert!(p.is_empty());
     }
 
+    static PRIOR_HITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+    extern "C" fn prior_handler(_: libc::c_int) {
+        PRIOR_HITS.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Runs `test` of this binary again in a child process with `HWBP_SIGNAL_CHILD=role` and
+    /// returns its exit status. Handler installation is once per process, so chaining is
+    /// tested in fresh processes.
+    fn run_child(test: &str, role: &str) -> std::process::Output {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env("HWBP_SIGNAL_CHILD", role)
+            .output()
+            .unwrap()
+    }
+
+    /// In the child: a prior `void (*)(int)` handler gets the non-perf SIGTRAPs, hwbp gets
+    /// the perf ones.
+    #[test]
+    fn chains_non_perf_traps_to_the_previous_handler() {
+        if std::env::var("HWBP_SIGNAL_CHILD").as_deref() != Ok("chain") {
+            let out = run_child(
+                "sys::signal::tests::chains_non_perf_traps_to_the_previous_handler",
+                "chain",
+            );
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "child failed: {} {text}", out.status);
+            assert!(
+                text.contains("CHAIN-CHILD-OK"),
+                "child did not run the scenario: {text}"
+            );
+            return;
+        }
+        // SAFETY: installs a plain handler that only does an atomic add (async-signal-safe).
+        unsafe {
+            libc::signal(
+                libc::SIGTRAP,
+                prior_handler as *const () as libc::sighandler_t,
+            );
+        }
+        let sink = crate::signal::SignalSink::new(Default::default()).unwrap();
+        for _ in 0..3 {
+            // SAFETY: raise has no memory preconditions.
+            unsafe { libc::raise(libc::SIGTRAP) };
+        }
+        assert_eq!(PRIOR_HITS.load(Ordering::Relaxed), 3);
+        assert_eq!(sink.hits(), 0);
+        // A real perf sigtrap hit goes to the sink, not to the prior handler.
+        let word = Box::new(std::sync::atomic::AtomicU64::new(0));
+        let spec = hwbp_core::Spec::user(word.as_ptr() as u64, 8, hwbp_core::Access::Write);
+        let opts = crate::watch::WatchOptions {
+            sigtrap: Some(sink.sig_data()),
+            ..Default::default()
+        };
+        let w = crate::watch::Watch::with_options(crate::Target::current_thread(), spec, &opts);
+        let w = w.unwrap();
+        for i in 0..10 {
+            word.store(i, Ordering::Relaxed);
+        }
+        drop(w);
+        assert_eq!(sink.hits(), 10);
+        assert_eq!(PRIOR_HITS.load(Ordering::Relaxed), 3);
+        println!("CHAIN-CHILD-OK");
+    }
+
+    /// In the child: with no previous handler, a stray SIGTRAP still kills the process with
+    /// SIGTRAP, as it would without hwbp.
+    #[test]
+    fn default_disposition_is_kept_for_stray_traps() {
+        if std::env::var("HWBP_SIGNAL_CHILD").as_deref() != Ok("default") {
+            let out = run_child(
+                "sys::signal::tests::default_disposition_is_kept_for_stray_traps",
+                "default",
+            );
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(out.status.signal(), Some(libc::SIGTRAP), "{:?}", out);
+            assert!(String::from_utf8_lossy(&out.stdout).contains("DEFAULT-CHILD-ARMED"));
+            return;
+        }
+        let no_core = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: setrlimit reads one live rlimit; no core file is wanted from this death.
+        unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) };
+        let _sink = crate::signal::SignalSink::new(Default::default()).unwrap();
+        println!("DEFAULT-CHILD-ARMED");
+        // SAFETY: raise has no memory preconditions.
+        unsafe { libc::raise(libc::SIGTRAP) };
+        println!("DEFAULT-CHILD-SURVIVED");
+    }
+
     #[test]
     fn read_own_memory_faults_softly() {
         let x: u64 = 0x1122_3344_5566_7788;

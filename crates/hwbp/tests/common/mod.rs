@@ -1,6 +1,8 @@
 //! Shared helpers of the integration binary.
 #![allow(dead_code)]
 
+pub mod roles;
+
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsFd;
 use std::sync::atomic::AtomicU64;
@@ -58,4 +60,101 @@ pub fn hw_exclusive() -> HwGuard {
 /// A user-mode spec over one 8-byte word.
 pub fn spec_of(word: &AtomicU64, access: Access) -> Spec {
     Spec::user(word.as_ptr() as u64, 8, access)
+}
+
+/// Environment variable selecting a child role when this binary is re-executed.
+pub const ROLE_ENV: &str = "HWBP_CHILD_ROLE";
+
+/// A re-executed copy of this test binary playing a role, driven line by line.
+pub struct ChildProc {
+    pub child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl ChildProc {
+    /// Starts this binary with `HWBP_CHILD_ROLE=role` running only the role entry test.
+    pub fn spawn(role: &str) -> ChildProc {
+        use std::process::{Command, Stdio};
+        let exe = std::env::current_exe().expect("current_exe");
+        let mut child = Command::new(exe)
+            .args([
+                "--exact",
+                "child_role_entry",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(ROLE_ENV, role)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn child role");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        ChildProc {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> hwbp::Pid {
+        hwbp::Pid::new(self.child.id() as i32).expect("pid")
+    }
+
+    /// Waits for a line `KEY rest` from the child (skipping libtest's chatter); returns rest.
+    pub fn expect(&mut self, key: &str) -> String {
+        use std::io::BufRead;
+        loop {
+            let mut line = String::new();
+            let n = self.stdout.read_line(&mut line).expect("read child stdout");
+            assert!(n > 0, "child exited before saying {key}");
+            // libtest prints "test name ... " without a newline before the role's output.
+            let tag = format!("@{key}");
+            if let Some(at) = line.find(&tag) {
+                return line[at + tag.len()..].trim().to_string();
+            }
+        }
+    }
+
+    /// Sends one line.
+    pub fn say(&mut self, line: &str) {
+        use std::io::Write;
+        writeln!(self.stdin, "{line}").expect("write child stdin");
+        self.stdin.flush().expect("flush");
+    }
+
+    /// Tells the child to exit and waits for it.
+    pub fn finish(mut self) {
+        self.say("exit");
+        let status = self.child.wait().expect("wait child");
+        assert!(status.success(), "child role failed: {status}");
+    }
+}
+
+/// Child side: prints `@key rest`.
+pub fn tell(key: &str, rest: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "@{key} {rest}").expect("stdout");
+    out.flush().expect("flush");
+}
+
+/// Child side: waits for one line from the parent.
+pub fn hear() -> String {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).expect("stdin");
+    line.trim().to_string()
+}
+
+/// Parses `0x...`.
+pub fn parse_hex(s: &str) -> u64 {
+    u64::from_str_radix(s.trim_start_matches("0x"), 16).expect("hex")
+}
+
+/// Number of open fds of this process.
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").expect("fd dir").count()
 }

@@ -297,3 +297,229 @@ fn signal_watch_refuses_other_processes_and_cpus() {
     let init = Target::Process(Pid::new(1).unwrap());
     assert!(SignalWatch::new(init, spec, SignalOptions::default()).is_err());
 }
+
+#[test]
+fn stream_poll_wakes_after_wakeup_samples() {
+    let _hw = hw_shared();
+    let word = Box::new(AtomicU64::new(0));
+    let opts = StreamOptions {
+        wakeup: Some(hwbp::stream::Wakeup::Samples(10)),
+        ..StreamOptions::default()
+    };
+    let mut s = Stream::new(
+        Target::current_thread(),
+        spec_of(&word, Access::Write),
+        &opts,
+    )
+    .unwrap();
+    let zero = Some(std::time::Duration::ZERO);
+    assert!(!s.poll(zero).unwrap(), "nothing written yet");
+    for i in 0..9 {
+        word.store(i, Ordering::Relaxed);
+    }
+    assert!(
+        !s.poll(zero).unwrap(),
+        "9 samples are below wakeup_events = 10"
+    );
+    word.store(9, Ordering::Relaxed);
+    assert!(s.poll(Some(std::time::Duration::from_secs(5))).unwrap());
+    assert_eq!(s.drain(|_| {}), 10);
+}
+
+/// Runs one test of this binary again in a child process with `HWBP_STREAM_CHILD=role`;
+/// process-wide events would take slots from the other tests' threads in this process.
+fn run_child(test: &str, role: &str) -> String {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("HWBP_STREAM_CHILD", role)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "child {role} failed: {}\n{text}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[test]
+fn stream_process_target_sees_threads_created_before_and_after_arming() {
+    if std::env::var("HWBP_STREAM_CHILD").as_deref() != Ok("process") {
+        let _hw = hw_shared();
+        let text = run_child(
+            "stream::stream_process_target_sees_threads_created_before_and_after_arming",
+            "process",
+        );
+        assert!(text.contains("PROCESS-CHILD-OK"), "{text}");
+        return;
+    }
+    use std::sync::{Arc, Barrier};
+    let word = Arc::new(AtomicU64::new(0));
+    let spec = spec_of(&word, Access::Write);
+    // One thread exists before arming and writes after.
+    let go = Arc::new(Barrier::new(2));
+    let early = {
+        let (word, go) = (word.clone(), go.clone());
+        std::thread::spawn(move || {
+            go.wait();
+            for i in 0..300 {
+                word.store(i, Ordering::Relaxed);
+            }
+            Tid::current().get() as u32
+        })
+    };
+    let mut s = Stream::new(Target::current_process(), spec, &StreamOptions::default()).unwrap();
+    go.wait();
+    let early_tid = early.join().unwrap();
+    // Two threads are created after arming (they inherit the watch).
+    let late: Vec<u32> = (0..2)
+        .map(|_| {
+            let word = word.clone();
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    word.store(i, Ordering::Relaxed);
+                }
+                Tid::current().get() as u32
+            })
+            .join()
+            .unwrap()
+        })
+        .collect();
+    for i in 0..100 {
+        word.store(i, Ordering::Relaxed);
+    }
+    let me = Tid::current().get() as u32;
+    let mut by_tid = std::collections::BTreeMap::new();
+    s.drain(|h| {
+        assert_eq!(h.piece, Some(0));
+        *by_tid.entry(h.sample.tid.unwrap()).or_insert(0u64) += 1;
+    });
+    let mut want = std::collections::BTreeMap::new();
+    want.insert(early_tid, 300);
+    want.insert(late[0], 200);
+    want.insert(late[1], 200);
+    want.insert(me, 100);
+    assert_eq!(by_tid, want);
+    assert_eq!(s.stats().ring.lost, 0);
+    assert_eq!(s.watch().count().unwrap(), 800);
+    println!("PROCESS-CHILD-OK");
+}
+
+#[test]
+fn stream_cpu_target_records_exactly_on_that_cpu() {
+    let _hw = hw_exclusive();
+    let cpu = *hwbp::target::online_cpus()
+        .unwrap()
+        .iter()
+        .next_back()
+        .unwrap();
+    hwbp::sys::pin_current_thread(cpu).unwrap();
+    let word = Box::new(AtomicU64::new(0));
+    let spec = spec_of(&word, Access::Write);
+    let mut s = Stream::new(Target::Cpu(cpu), spec, &StreamOptions::default()).unwrap();
+    for i in 0..1000 {
+        word.store(i, Ordering::Relaxed);
+    }
+    let me = Tid::current().get() as u32;
+    let mut n = 0;
+    s.drain(|h| {
+        assert_eq!(h.sample.cpu, Some(cpu.get()));
+        assert_eq!(h.sample.tid, Some(me));
+        assert_eq!(h.scope, Some(hwbp::sys::Scope::Cpu(cpu)));
+        n += 1;
+    });
+    hwbp::sys::unpin_current_thread().unwrap();
+    assert_eq!(n, 1000);
+    assert_eq!(s.stats().ring.lost, 0);
+}
+
+#[test]
+fn stream_all_cpus_target_has_a_ring_per_cpu_and_counts_exactly() {
+    let _hw = hw_exclusive();
+    let cpus = online_cpus();
+    let word = Box::new(AtomicU64::new(0));
+    let spec = spec_of(&word, Access::Write);
+    let mut s = Stream::new(Target::AllCpus, spec, &StreamOptions::default()).unwrap();
+    assert_eq!(s.ring_count(), cpus.len());
+    // Hop across CPUs while writing so more than one ring is used when there are several.
+    let mut written = 0u64;
+    for c in hwbp::target::online_cpus().unwrap() {
+        hwbp::sys::pin_current_thread(c).unwrap();
+        for i in 0..500 {
+            word.store(i, Ordering::Relaxed);
+        }
+        written += 500;
+    }
+    hwbp::sys::unpin_current_thread().unwrap();
+    let mut per_cpu = std::collections::BTreeMap::new();
+    s.drain(|h| {
+        let cpu = h.sample.cpu.unwrap();
+        assert_eq!(
+            h.scope,
+            Some(hwbp::sys::Scope::Cpu(hwbp::Cpu::new(cpu).unwrap()))
+        );
+        *per_cpu.entry(cpu).or_insert(0u64) += 1;
+    });
+    let want: std::collections::BTreeMap<u32, u64> = cpus.iter().map(|&c| (c, 500)).collect();
+    assert_eq!(per_cpu, want);
+    assert_eq!(s.watch().count().unwrap(), written);
+}
+
+#[test]
+fn signal_process_target_signals_every_thread_exactly() {
+    if std::env::var("HWBP_STREAM_CHILD").as_deref() != Ok("signal-process") {
+        let _hw = hw_shared();
+        let text = run_child(
+            "stream::signal_process_target_signals_every_thread_exactly",
+            "signal-process",
+        );
+        assert!(text.contains("SIGNAL-PROCESS-CHILD-OK"), "{text}");
+        return;
+    }
+    use std::sync::{Arc, Barrier};
+    let word = Arc::new(AtomicU64::new(0));
+    let spec = spec_of(&word, Access::Write);
+    let go = Arc::new(Barrier::new(2));
+    let early = {
+        let (word, go) = (word.clone(), go.clone());
+        std::thread::spawn(move || {
+            go.wait();
+            for i in 0..300 {
+                word.store(i, Ordering::Relaxed);
+            }
+            Tid::current().get() as u32
+        })
+    };
+    let opts = SignalOptions {
+        capture: Capture::of_spec(&spec),
+        ..SignalOptions::default()
+    };
+    let w = SignalWatch::new(Target::current_process(), spec, opts).unwrap();
+    go.wait();
+    let early_tid = early.join().unwrap();
+    let late_word = word.clone();
+    let late_tid = std::thread::spawn(move || {
+        for i in 0..200 {
+            late_word.store(1_000_000 + i, Ordering::Relaxed);
+        }
+        Tid::current().get() as u32
+    })
+    .join()
+    .unwrap();
+    let mut by_tid = std::collections::BTreeMap::new();
+    let mut late_values = Vec::new();
+    w.sink().drain(|h| {
+        *by_tid.entry(h.tid).or_insert(0u64) += 1;
+        if h.tid == late_tid {
+            late_values.push(h.value.unwrap());
+        }
+    });
+    let want: std::collections::BTreeMap<u32, u64> = [(early_tid, 300), (late_tid, 200)].into();
+    assert_eq!(by_tid, want);
+    assert_eq!(late_values, (1_000_000..1_000_200).collect::<Vec<u64>>());
+    assert_eq!(w.sink().hits(), 500);
+    assert_eq!(w.watch().count().unwrap(), 500);
+    println!("SIGNAL-PROCESS-CHILD-OK");
+}
