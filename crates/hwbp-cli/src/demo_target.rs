@@ -4,7 +4,7 @@
 //! It runs as a hidden subcommand of the `hwbp` binary itself, so `cargo run --release -- demo`
 //! needs no other build. The watched variable is the static [`BALANCE`]:
 //!
-//! - symbol: `hwbp_cli::demo_target::BALANCE` (Rust-mangled, in `.symtab`; resolvable as
+//! - symbol: `hwbp::demo_target::BALANCE` (Rust-mangled, in `.symtab`; resolvable as
 //!   `demo_target::BALANCE` without DWARF, since the resolver matches demangled path suffixes),
 //!   8 bytes, an `AtomicI64` (DWARF value type `i64` in builds with full debug info);
 //! - writers: [`deposit`] and [`withdraw`] (`fetch_add`/`fetch_sub`, `WORKERS * UPDATES`

@@ -184,14 +184,12 @@ impl ElfFile {
         &self.symbols
     }
 
-    /// Symbols whose raw or demangled name is exactly `name`, or whose demangled Rust path ends
-    /// with `::name` (so `demo_target::BALANCE` finds `hwbp_cli::demo_target::BALANCE`).
+    /// Symbols whose raw or demangled name is exactly `name`; failing that, those whose
+    /// demangled Rust path ends with `::name` (so `demo_target::BALANCE` and `BALANCE` find
+    /// `hwbp::demo_target::BALANCE`).
     pub fn symbols_named(&self, name: &str) -> Vec<&Sym> {
         if let Some(ix) = self.by_name.get(name) {
             return ix.iter().map(|&i| &self.symbols[i]).collect();
-        }
-        if !name.contains("::") {
-            return Vec::new();
         }
         let suffix = format!("::{name}");
         self.symbols

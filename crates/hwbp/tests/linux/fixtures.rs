@@ -122,7 +122,7 @@ fn build() -> Result<Built, String> {
         "demo_target",
         &[
             "--crate-name",
-            "hwbp_cli",
+            "hwbp",
             "-C",
             "opt-level=3",
             "-C",

@@ -472,14 +472,12 @@ fn demo_target_balance_and_rogue_line_without_dwarf_variables() {
     let mut r = Resolver::new(AddressSpace::single_file(demo));
     let bal = resolve(&mut r, "demo_target::BALANCE");
     assert_eq!(bal.spec.region.len_bytes, 8);
-    assert_eq!(
-        resolve(&mut r, "hwbp_cli::demo_target::BALANCE").spec,
-        bal.spec
-    );
+    assert_eq!(resolve(&mut r, "hwbp::demo_target::BALANCE").spec, bal.spec);
+    assert_eq!(resolve(&mut r, "BALANCE").spec, bal.spec);
     check_offline_store(
         demo,
         "demo_target::BALANCE",
-        "hwbp_cli::demo_target::rogue_audit_adjustment",
+        "hwbp::demo_target::rogue_audit_adjustment",
         "../../../hwbp-cli/src/demo_target.rs",
         "ROGUE_WRITE",
     );
