@@ -161,6 +161,24 @@ fn every_form_resolves_to_the_printed_address_no_pie() {
 }
 
 #[test]
+fn fixture_threads_run_to_completion() {
+    let Some(b) = built() else { return };
+    let run = Running::start(&b.pie, &["100", "2", "3"]);
+    let out = run.go();
+    // Racing increments: the value is at most the store count, and at least one writer's share.
+    let value: u64 = out
+        .split("done counter=")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        (100..=fixtures::counter_stores(100, 2, 3)).contains(&value),
+        "{out}"
+    );
+}
+
+#[test]
 fn bad_names_are_explained() {
     let Some(b) = built() else { return };
     let mut r = Resolver::new(AddressSpace::single_file(&b.no_pie));
