@@ -130,6 +130,7 @@ pub struct DwarfIndex {
     units: Vec<(u64, Unit<DwarfReader>)>,
     vars: Vec<Variable>,
     by_name: HashMap<String, Vec<usize>>,
+    by_addr: HashMap<u64, Vec<usize>>,
 }
 
 fn gerr(name: &str) -> impl Fn(gimli::Error) -> ResolveError + '_ {
@@ -153,6 +154,7 @@ impl DwarfIndex {
             units,
             vars: Vec::new(),
             by_name: HashMap::new(),
+            by_addr: HashMap::new(),
         };
         for u in 0..idx.units.len() {
             idx.scan_unit(u)?;
@@ -209,6 +211,7 @@ impl DwarfIndex {
                 self.by_name.entry(short).or_default().push(i);
             }
             self.by_name.entry(v.path.clone()).or_default().push(i);
+            self.by_addr.entry(v.addr).or_default().push(i);
             self.vars.push(v);
         }
         Ok(())
@@ -268,6 +271,20 @@ impl DwarfIndex {
             .iter()
             .filter(|v| v.path.ends_with(&suffix))
             .collect()
+    }
+
+    /// The variables (with a type) at a link-time address: how a symbol whose name DWARF
+    /// does not use (`touch_calls.0`) finds its type.
+    pub fn variables_at(&self, addr: u64) -> Vec<&Variable> {
+        self.by_addr
+            .get(&addr)
+            .map(|ix| {
+                ix.iter()
+                    .map(|&i| &self.vars[i])
+                    .filter(|v| v.ty.is_some())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// All variable paths, for suggestions.

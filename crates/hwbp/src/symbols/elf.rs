@@ -198,6 +198,13 @@ impl ElfFile {
             .collect()
     }
 
+    /// Whether an object symbol has exactly this raw name (`touch_calls.0`).
+    pub fn has_object_exactly(&self, name: &str) -> bool {
+        self.by_name
+            .get(name)
+            .is_some_and(|ix| ix.iter().any(|&i| self.symbols[i].kind == SymKind::Object))
+    }
+
     /// The function symbol containing a link-time address (`addr` in `[st_value, st_value +
     /// st_size)`), preferring global names over local aliases.
     pub fn function_containing(&self, addr: u64) -> Option<&Sym> {

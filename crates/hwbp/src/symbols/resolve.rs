@@ -44,6 +44,29 @@ pub struct Resolved {
     pub note: Option<String>,
 }
 
+/// `e` with its leading `.field` steps folded into the name, if that names an object symbol.
+fn dotted_symbol(elf: &ElfFile, e: &SymbolExpr) -> Option<SymbolExpr> {
+    let fields = e
+        .steps
+        .iter()
+        .take_while(|s| matches!(s, Step::Field(_)))
+        .count();
+    (1..=fields).rev().find_map(|k| {
+        let mut name = e.name.clone();
+        for s in &e.steps[..k] {
+            if let Step::Field(f) = s {
+                name.push('.');
+                name.push_str(f);
+            }
+        }
+        elf.has_object_exactly(&name).then(|| SymbolExpr {
+            name,
+            steps: e.steps[k..].to_vec(),
+            ..e.clone()
+        })
+    })
+}
+
 /// One loaded module file with its lazily built DWARF index.
 struct Loaded {
     elf: ElfFile,
@@ -226,6 +249,16 @@ impl Resolver {
 
     fn lookup_in(&mut self, module: &Module, e: &SymbolExpr) -> Result<Lookup, ResolveError> {
         let loaded = self.file(&module.path)?;
+        // Symbol names with dots (gcc's `touch_calls.0` for a function-local static, as `nm`
+        // shows it): the longest `NAME.f1.f2` that is an object symbol wins over fields.
+        let dotted;
+        let e = match dotted_symbol(&loaded.elf, e) {
+            Some(d) => {
+                dotted = d;
+                &dotted
+            }
+            None => e,
+        };
         let syms: Vec<_> = loaded
             .elf
             .symbols_named(&e.name)
@@ -269,7 +302,14 @@ impl Resolver {
         let var = dwarf.and_then(|d| {
             let vars = d.variables_named(&e.name);
             match sym {
-                Some(s) => vars.into_iter().find(|v| v.addr == s.addr).cloned(),
+                Some(s) => vars
+                    .into_iter()
+                    .find(|v| v.addr == s.addr)
+                    .or_else(|| match d.variables_at(s.addr).as_slice() {
+                        [only] => Some(*only),
+                        _ => None,
+                    })
+                    .cloned(),
                 None if vars.len() == 1 => Some(vars[0].clone()),
                 None => {
                     let first = vars.first()?;

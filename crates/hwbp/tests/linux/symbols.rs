@@ -108,6 +108,11 @@ fn check_all_forms(program: &Path, pie: bool) {
         Some("struct point")
     );
 
+    // The same function-local static by its symbol name, as `nm` shows it.
+    let dotted = resolve(&mut r, "touch_calls.0");
+    assert_eq!(dotted.spec.region.addr, run.addr("touch_calls").0);
+    assert_eq!(dotted.value_type, Some(ValueType::Signed { len_bytes: 4 }));
+
     // NAME+OFF/LEN, /LEN, access suffixes, address forms.
     let cfg = run.addr("cfg").0;
     let off = resolve(&mut r, "cfg+4/8");
