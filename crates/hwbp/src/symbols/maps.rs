@@ -16,7 +16,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::elf::ElfFile;
+use super::elf::load_segments_of;
 use super::error::LoadError;
 
 /// One line of `/proc/PID/maps`.
@@ -161,9 +161,8 @@ impl AddressSpace {
         let text =
             std::fs::read_to_string(&maps_path).map_err(|e| LoadError::io(&maps_path, &e))?;
         let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
-        let mut space = AddressSpace::from_maps_text(&text, exe, |path| {
-            ElfFile::load(path).ok().map(|elf| elf.load_segments())
-        });
+        let mut space =
+            AddressSpace::from_maps_text(&text, exe, |path| load_segments_of(path).ok());
         space.pid = Some(pid);
         Ok(space)
     }
