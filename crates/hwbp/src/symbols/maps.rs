@@ -208,16 +208,29 @@ impl AddressSpace {
         }
     }
 
-    /// A one-module space for offline use (bias 0, no mappings): link-time addresses are
-    /// treated as runtime addresses.
+    /// A one-module space for offline use: the file's link-time addresses are its runtime
+    /// addresses (bias 0), and its one synthetic mapping covers every address.
     pub fn single_file(path: &Path) -> AddressSpace {
+        let everything = Mapping {
+            start: 0,
+            end: u64::MAX,
+            perms: Perms {
+                read: true,
+                write: false,
+                execute: true,
+                shared: false,
+            },
+            file_offset: 0,
+            inode: 0,
+            path: path.display().to_string(),
+        };
         AddressSpace {
             pid: None,
-            mappings: Vec::new(),
+            mappings: vec![everything.clone()],
             modules: vec![Module {
                 path: path.to_path_buf(),
                 bias: 0,
-                mappings: Vec::new(),
+                mappings: vec![everything],
             }],
             exe: Some(path.to_path_buf()),
         }

@@ -442,16 +442,6 @@ fn check_offline_store(program: &Path, var: &str, function: &str, source: &str, 
     // rustc unrolls the deposit loop: every copy of the store must map to the line.
     assert!(!stores.is_empty(), "no store to {var} in {function}");
     let mut s = Symbolizer::with_trap(AddressSpace::single_file(program), TrapIp::AfterAccess);
-    let mut space = AddressSpace::single_file(program);
-    // single_file has no mappings; give the module one covering the whole link-time range.
-    space.modules[0].mappings.push(
-        hwbp::symbols::maps::Mapping::parse(&format!(
-            "0-ffffffffffff r-xp 00000000 00:00 1 {}",
-            program.display()
-        ))
-        .unwrap(),
-    );
-    s.set_space(space);
     for &(ip, next_ip) in &stores {
         let site = s.site(next_ip);
         assert_eq!(site.access.ip, ip);
