@@ -390,10 +390,21 @@ fn library_store_symbolizes_in_the_library() {
     let lib = space.modules_named("libwatchlib.so")[0].clone();
     assert_ne!(lib.bias, 0);
     let elf = ElfFile::load(&lib.path).unwrap();
-    // The library's own references go through the GOT to the executable's copy, so find the
-    // store by the generation field instead: any store in lib_bump; check the line of the loop.
     let f = elf.symbols_named("lib_bump")[0].clone();
+    // Every instruction boundary of lib_bump (decoded here independently): a trap there
+    // must give back the instruction that ends at it, at the library's runtime address.
+    let code = elf.bytes_at(f.addr, f.size).unwrap();
+    let decoder = iced_x86::Decoder::with_ip(64, code, f.addr, iced_x86::DecoderOptions::NONE);
+    let instrs: Vec<(u64, u64)> = decoder.into_iter().map(|i| (i.ip(), i.next_ip())).collect();
+    assert!(instrs.len() > 3);
     let mut s = Symbolizer::with_trap(space, TrapIp::AfterAccess);
+    for &(ip, next_ip) in &instrs {
+        let acc = s.accessing_instruction(lib.to_runtime(next_ip));
+        assert_eq!(
+            (acc.ip, acc.method),
+            (lib.to_runtime(ip), AccessIpMethod::Decoded)
+        );
+    }
     let frames = s.frames(lib.to_runtime(f.addr));
     assert_eq!(frames.last().unwrap().function.as_deref(), Some("lib_bump"));
     assert!(frames[0].file.as_deref().unwrap().ends_with("watchlib.c"));
