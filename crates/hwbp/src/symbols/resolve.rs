@@ -183,8 +183,13 @@ impl Resolver {
             }
         };
         let mut not_object = None;
-        for module in &modules {
-            match self.lookup_in(module, sym)? {
+        for (i, module) in modules.iter().enumerate() {
+            let found = match self.lookup_in(module, sym) {
+                // An unreadable library does not hide the name in the others.
+                Err(ResolveError::Load(_)) if i > 0 => continue,
+                other => other?,
+            };
+            match found {
                 Lookup::Found(r) => {
                     let Some(main) = self.space.main_module().cloned() else {
                         return Ok(r);
@@ -230,7 +235,9 @@ impl Resolver {
         }
         let mut names: Vec<String> = Vec::new();
         for module in &modules {
-            let loaded = self.file(&module.path)?;
+            let Ok(loaded) = self.file(&module.path) else {
+                continue;
+            };
             for s in loaded.elf.symbols() {
                 if s.kind == SymKind::Object {
                     names.push(s.demangled.clone().unwrap_or_else(|| s.name.clone()));
