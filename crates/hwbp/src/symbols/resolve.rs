@@ -306,6 +306,7 @@ impl Resolver {
         let module_name = module.path.display().to_string();
         let want_dwarf = !e.steps.is_empty() || sym.is_none() || loaded.elf.has_dwarf;
         let dwarf = if want_dwarf { loaded.dwarf() } else { None };
+        let mut ambiguous: Vec<String> = Vec::new();
         let var = dwarf.and_then(|d| {
             let vars = d.variables_named(&e.name);
             match sym {
@@ -317,15 +318,26 @@ impl Resolver {
                         _ => None,
                     })
                     .cloned(),
-                None if vars.len() == 1 => Some(vars[0].clone()),
                 None => {
                     let first = vars.first()?;
-                    vars.iter()
-                        .all(|v| v.addr == first.addr)
-                        .then(|| (*first).clone())
+                    if vars.iter().all(|v| v.addr == first.addr) {
+                        Some((*first).clone())
+                    } else {
+                        ambiguous = vars
+                            .iter()
+                            .map(|v| format!("{} at {:#x}", v.path, v.addr))
+                            .collect();
+                        None
+                    }
                 }
             }
         });
+        if !ambiguous.is_empty() {
+            return Err(ResolveError::Ambiguous {
+                name: e.name.clone(),
+                candidates: ambiguous,
+            });
+        }
         let (link_addr, sym_size, ty) = match (sym, &var) {
             (Some(s), v) => (
                 s.addr,

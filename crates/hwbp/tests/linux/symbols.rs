@@ -109,7 +109,13 @@ fn check_all_forms(program: &Path, pie: bool) {
     );
 
     // The same function-local static by its symbol name, as `nm` shows it.
-    let dotted = resolve(&mut r, "touch_calls.0");
+    let nm_name = elf
+        .symbols()
+        .iter()
+        .find(|s| s.name.starts_with("touch_calls."))
+        .map(|s| s.name.clone())
+        .expect("gcc names a function-local static NAME.N");
+    let dotted = resolve(&mut r, &nm_name);
     assert_eq!(dotted.spec.region.addr, run.addr("touch_calls").0);
     assert_eq!(dotted.value_type, Some(ValueType::Signed { len_bytes: 4 }));
 
@@ -243,6 +249,10 @@ fn bad_names_are_explained() {
         err(&mut r, "nosuch.so:counter"),
         ResolveError::ModuleNotLoaded { .. }
     ));
+    match err(&mut r, "runs") {
+        ResolveError::Ambiguous { candidates, .. } => assert_eq!(candidates.len(), 2),
+        e => panic!("{e}"),
+    }
     let msg = err(&mut r, "countr").to_string();
     assert!(msg.contains("did you mean counter"), "{msg}");
 }
