@@ -472,6 +472,7 @@ fn check_offline_store(program: &Path, var: &str, function: &str, source: &str, 
             Some(function),
             "{site}"
         );
+        assert!(!site.in_toolchain_only(), "{site}");
         let primary = site.primary_frame().unwrap();
         assert_eq!(primary.line, Some(marker_line(source, marker)), "{site}");
         assert!(primary.file.as_deref().unwrap().ends_with(source), "{site}");
