@@ -61,6 +61,43 @@ impl ValueType {
     }
 }
 
+impl ValueType {
+    /// Formats a value read from the target (native byte order, as the target runs here):
+    /// integers in decimal, `true`/`false`, floats with Rust's shortest round-trip form,
+    /// pointers in hex. `None` if `bytes` has the wrong length or a bool byte is not 0/1.
+    pub fn render(self, bytes: &[u8]) -> Option<String> {
+        if u64::try_from(bytes.len()).ok()? != self.len_bytes() || bytes.len() > 16 {
+            return None;
+        }
+        let mut buf = [0u8; 16];
+        let unsigned = |buf: &mut [u8; 16]| {
+            if cfg!(target_endian = "little") {
+                buf[..bytes.len()].copy_from_slice(bytes);
+                u128::from_le_bytes(*buf)
+            } else {
+                buf[16 - bytes.len()..].copy_from_slice(bytes);
+                u128::from_be_bytes(*buf)
+            }
+        };
+        Some(match self {
+            ValueType::Unsigned { .. } => unsigned(&mut buf).to_string(),
+            ValueType::Signed { len_bytes } => {
+                let raw = unsigned(&mut buf);
+                let shift = 128 - 8 * u32::from(len_bytes);
+                (((raw << shift) as i128) >> shift).to_string()
+            }
+            ValueType::Pointer { .. } => format!("{:#x}", unsigned(&mut buf)),
+            ValueType::Bool => match bytes[0] {
+                0 => "false".into(),
+                1 => "true".into(),
+                _ => return None,
+            },
+            ValueType::F32 => f32::from_ne_bytes(bytes.try_into().ok()?).to_string(),
+            ValueType::F64 => f64::from_ne_bytes(bytes.try_into().ok()?).to_string(),
+        })
+    }
+}
+
 /// A DWARF type, by its `.debug_info` offset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TypeId(pub u64);
@@ -130,6 +167,7 @@ pub struct DwarfIndex {
     units: Vec<(u64, Unit<DwarfReader>)>,
     vars: Vec<Variable>,
     by_name: HashMap<String, Vec<usize>>,
+    by_addr: HashMap<u64, Vec<usize>>,
 }
 
 fn gerr(name: &str) -> impl Fn(gimli::Error) -> ResolveError + '_ {
@@ -153,6 +191,7 @@ impl DwarfIndex {
             units,
             vars: Vec::new(),
             by_name: HashMap::new(),
+            by_addr: HashMap::new(),
         };
         for u in 0..idx.units.len() {
             idx.scan_unit(u)?;
@@ -209,6 +248,7 @@ impl DwarfIndex {
                 self.by_name.entry(short).or_default().push(i);
             }
             self.by_name.entry(v.path.clone()).or_default().push(i);
+            self.by_addr.entry(v.addr).or_default().push(i);
             self.vars.push(v);
         }
         Ok(())
@@ -268,6 +308,20 @@ impl DwarfIndex {
             .iter()
             .filter(|v| v.path.ends_with(&suffix))
             .collect()
+    }
+
+    /// The variables (with a type) at a link-time address: how a symbol whose name DWARF
+    /// does not use (`touch_calls.0`) finds its type.
+    pub fn variables_at(&self, addr: u64) -> Vec<&Variable> {
+        self.by_addr
+            .get(&addr)
+            .map(|ix| {
+                ix.iter()
+                    .map(|&i| &self.vars[i])
+                    .filter(|v| v.ty.is_some())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// All variable paths, for suggestions.
@@ -522,4 +576,50 @@ fn base_value_type(enc: Option<gimli::DwAte>, size: Option<u64>) -> Option<Value
         }
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_each_value_type() {
+        let s = |t: ValueType, b: &[u8]| t.render(b);
+        assert_eq!(
+            s(ValueType::Signed { len_bytes: 8 }, &(-5i64).to_ne_bytes()).as_deref(),
+            Some("-5")
+        );
+        assert_eq!(
+            s(ValueType::Signed { len_bytes: 2 }, &(-300i16).to_ne_bytes()).as_deref(),
+            Some("-300")
+        );
+        assert_eq!(
+            s(
+                ValueType::Unsigned { len_bytes: 4 },
+                &u32::MAX.to_ne_bytes()
+            )
+            .as_deref(),
+            Some("4294967295")
+        );
+        assert_eq!(
+            s(
+                ValueType::Pointer { len_bytes: 8 },
+                &0x1000u64.to_ne_bytes()
+            )
+            .as_deref(),
+            Some("0x1000")
+        );
+        assert_eq!(s(ValueType::Bool, &[1]).as_deref(), Some("true"));
+        assert_eq!(s(ValueType::Bool, &[2]), None);
+        assert_eq!(
+            s(ValueType::F64, &1.5f64.to_ne_bytes()).as_deref(),
+            Some("1.5")
+        );
+        assert_eq!(
+            s(ValueType::F32, &0.25f32.to_ne_bytes()).as_deref(),
+            Some("0.25")
+        );
+        assert_eq!(s(ValueType::Signed { len_bytes: 8 }, &[0; 4]), None);
+        assert_eq!(s(ValueType::Unsigned { len_bytes: 32 }, &[0; 32]), None);
+    }
 }

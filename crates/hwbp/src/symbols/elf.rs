@@ -184,20 +184,25 @@ impl ElfFile {
         &self.symbols
     }
 
-    /// Symbols whose raw or demangled name is exactly `name`, or whose demangled Rust path ends
-    /// with `::name` (so `demo_target::BALANCE` finds `hwbp_cli::demo_target::BALANCE`).
+    /// Symbols whose raw or demangled name is exactly `name`; failing that, those whose
+    /// demangled Rust path ends with `::name` (so `demo_target::BALANCE` and `BALANCE` find
+    /// `hwbp::demo_target::BALANCE`).
     pub fn symbols_named(&self, name: &str) -> Vec<&Sym> {
         if let Some(ix) = self.by_name.get(name) {
             return ix.iter().map(|&i| &self.symbols[i]).collect();
-        }
-        if !name.contains("::") {
-            return Vec::new();
         }
         let suffix = format!("::{name}");
         self.symbols
             .iter()
             .filter(|s| s.demangled.as_deref().is_some_and(|d| d.ends_with(&suffix)))
             .collect()
+    }
+
+    /// Whether an object symbol has exactly this raw name (`touch_calls.0`).
+    pub fn has_object_exactly(&self, name: &str) -> bool {
+        self.by_name
+            .get(name)
+            .is_some_and(|ix| ix.iter().any(|&i| self.symbols[i].kind == SymKind::Object))
     }
 
     /// The function symbol containing a link-time address (`addr` in `[st_value, st_value +
@@ -255,6 +260,54 @@ impl ElfFile {
             path: self.path.clone(),
             reason: format!("bad DWARF: {e}"),
         })
+    }
+}
+
+/// The `(p_offset, p_vaddr, p_filesz)` of each `PT_LOAD` of an ELF file, reading only its
+/// first 64 KiB when the program headers are there (they follow the ELF header in practice);
+/// else the whole file.
+pub fn load_segments_of(path: &Path) -> Result<Vec<(u64, u64, u64)>, LoadError> {
+    use object::read::elf::{FileHeader, ProgramHeader};
+    use std::io::Read;
+
+    fn parse<H: FileHeader<Endian = object::Endianness>>(
+        data: &[u8],
+    ) -> Option<Vec<(u64, u64, u64)>> {
+        let header = H::parse(data).ok()?;
+        let endian = header.endian().ok()?;
+        let phdrs = header.program_headers(endian, data).ok()?;
+        Some(
+            phdrs
+                .iter()
+                .filter(|p| p.p_type(endian) == object::elf::PT_LOAD)
+                .map(|p| {
+                    (
+                        p.p_offset(endian).into(),
+                        p.p_vaddr(endian).into(),
+                        p.p_filesz(endian).into(),
+                    )
+                })
+                .collect(),
+        )
+    }
+    let file = std::fs::File::open(path).map_err(|e| LoadError::io(path, &e))?;
+    let mut head = Vec::with_capacity(64 * 1024);
+    file.take(64 * 1024)
+        .read_to_end(&mut head)
+        .map_err(|e| LoadError::io(path, &e))?;
+    // e_ident[EI_CLASS], byte 4: 1 = 32-bit, 2 = 64-bit.
+    let found = match head.get(4) {
+        Some(&object::elf::ELFCLASS64) => {
+            parse::<object::elf::FileHeader64<object::Endianness>>(&head)
+        }
+        Some(&object::elf::ELFCLASS32) => {
+            parse::<object::elf::FileHeader32<object::Endianness>>(&head)
+        }
+        _ => None,
+    };
+    match found {
+        Some(segments) => Ok(segments),
+        None => Ok(ElfFile::load(path)?.load_segments()),
     }
 }
 
@@ -327,6 +380,14 @@ mod tests {
             suggest("zzzzzz", names.iter().copied(), 5),
             Vec::<String>::new()
         );
+    }
+
+    #[test]
+    fn header_only_segments_match_the_full_parse() {
+        let exe = std::env::current_exe().unwrap();
+        let full = ElfFile::load(&exe).unwrap().load_segments();
+        assert!(!full.is_empty());
+        assert_eq!(load_segments_of(&exe).unwrap(), full);
     }
 
     #[test]

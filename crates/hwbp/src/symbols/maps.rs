@@ -16,7 +16,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::elf::ElfFile;
+use super::elf::load_segments_of;
 use super::error::LoadError;
 
 /// One line of `/proc/PID/maps`.
@@ -161,9 +161,8 @@ impl AddressSpace {
         let text =
             std::fs::read_to_string(&maps_path).map_err(|e| LoadError::io(&maps_path, &e))?;
         let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
-        let mut space = AddressSpace::from_maps_text(&text, exe, |path| {
-            ElfFile::load(path).ok().map(|elf| elf.load_segments())
-        });
+        let mut space =
+            AddressSpace::from_maps_text(&text, exe, |path| load_segments_of(path).ok());
         space.pid = Some(pid);
         Ok(space)
     }
@@ -209,16 +208,29 @@ impl AddressSpace {
         }
     }
 
-    /// A one-module space for offline use (bias 0, no mappings): link-time addresses are
-    /// treated as runtime addresses.
+    /// A one-module space for offline use: the file's link-time addresses are its runtime
+    /// addresses (bias 0), and its one synthetic mapping covers every address.
     pub fn single_file(path: &Path) -> AddressSpace {
+        let everything = Mapping {
+            start: 0,
+            end: u64::MAX,
+            perms: Perms {
+                read: true,
+                write: false,
+                execute: true,
+                shared: false,
+            },
+            file_offset: 0,
+            inode: 0,
+            path: path.display().to_string(),
+        };
         AddressSpace {
             pid: None,
-            mappings: Vec::new(),
+            mappings: vec![everything.clone()],
             modules: vec![Module {
                 path: path.to_path_buf(),
                 bias: 0,
-                mappings: Vec::new(),
+                mappings: vec![everything],
             }],
             exe: Some(path.to_path_buf()),
         }

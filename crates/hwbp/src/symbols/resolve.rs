@@ -44,6 +44,29 @@ pub struct Resolved {
     pub note: Option<String>,
 }
 
+/// `e` with its leading `.field` steps folded into the name, if that names an object symbol.
+fn dotted_symbol(elf: &ElfFile, e: &SymbolExpr) -> Option<SymbolExpr> {
+    let fields = e
+        .steps
+        .iter()
+        .take_while(|s| matches!(s, Step::Field(_)))
+        .count();
+    (1..=fields).rev().find_map(|k| {
+        let mut name = e.name.clone();
+        for s in &e.steps[..k] {
+            if let Step::Field(f) = s {
+                name.push('.');
+                name.push_str(f);
+            }
+        }
+        elf.has_object_exactly(&name).then(|| SymbolExpr {
+            name,
+            steps: e.steps[k..].to_vec(),
+            ..e.clone()
+        })
+    })
+}
+
 /// One loaded module file with its lazily built DWARF index.
 struct Loaded {
     elf: ElfFile,
@@ -160,8 +183,13 @@ impl Resolver {
             }
         };
         let mut not_object = None;
-        for module in &modules {
-            match self.lookup_in(module, sym)? {
+        for (i, module) in modules.iter().enumerate() {
+            let found = match self.lookup_in(module, sym) {
+                // An unreadable library does not hide the name in the others.
+                Err(ResolveError::Load(_)) if i > 0 => continue,
+                other => other?,
+            };
+            match found {
                 Lookup::Found(r) => {
                     let Some(main) = self.space.main_module().cloned() else {
                         return Ok(r);
@@ -207,7 +235,9 @@ impl Resolver {
         }
         let mut names: Vec<String> = Vec::new();
         for module in &modules {
-            let loaded = self.file(&module.path)?;
+            let Ok(loaded) = self.file(&module.path) else {
+                continue;
+            };
             for s in loaded.elf.symbols() {
                 if s.kind == SymKind::Object {
                     names.push(s.demangled.clone().unwrap_or_else(|| s.name.clone()));
@@ -226,6 +256,16 @@ impl Resolver {
 
     fn lookup_in(&mut self, module: &Module, e: &SymbolExpr) -> Result<Lookup, ResolveError> {
         let loaded = self.file(&module.path)?;
+        // Symbol names with dots (gcc's `touch_calls.0` for a function-local static, as `nm`
+        // shows it): the longest `NAME.f1.f2` that is an object symbol wins over fields.
+        let dotted;
+        let e = match dotted_symbol(&loaded.elf, e) {
+            Some(d) => {
+                dotted = d;
+                &dotted
+            }
+            None => e,
+        };
         let syms: Vec<_> = loaded
             .elf
             .symbols_named(&e.name)
@@ -266,19 +306,38 @@ impl Resolver {
         let module_name = module.path.display().to_string();
         let want_dwarf = !e.steps.is_empty() || sym.is_none() || loaded.elf.has_dwarf;
         let dwarf = if want_dwarf { loaded.dwarf() } else { None };
+        let mut ambiguous: Vec<String> = Vec::new();
         let var = dwarf.and_then(|d| {
             let vars = d.variables_named(&e.name);
             match sym {
-                Some(s) => vars.into_iter().find(|v| v.addr == s.addr).cloned(),
-                None if vars.len() == 1 => Some(vars[0].clone()),
+                Some(s) => vars
+                    .into_iter()
+                    .find(|v| v.addr == s.addr)
+                    .or_else(|| match d.variables_at(s.addr).as_slice() {
+                        [only] => Some(*only),
+                        _ => None,
+                    })
+                    .cloned(),
                 None => {
                     let first = vars.first()?;
-                    vars.iter()
-                        .all(|v| v.addr == first.addr)
-                        .then(|| (*first).clone())
+                    if vars.iter().all(|v| v.addr == first.addr) {
+                        Some((*first).clone())
+                    } else {
+                        ambiguous = vars
+                            .iter()
+                            .map(|v| format!("{} at {:#x}", v.path, v.addr))
+                            .collect();
+                        None
+                    }
                 }
             }
         });
+        if !ambiguous.is_empty() {
+            return Err(ResolveError::Ambiguous {
+                name: e.name.clone(),
+                candidates: ambiguous,
+            });
+        }
         let (link_addr, sym_size, ty) = match (sym, &var) {
             (Some(s), v) => (
                 s.addr,

@@ -119,16 +119,26 @@ impl Site {
     /// (`/rustc/<hash>/library/...`, inlined `core::sync::atomic` and the like): the line a
     /// person wants to see for an access. Falls back to the innermost frame.
     pub fn primary_frame(&self) -> Option<&Frame> {
-        let toolchain = |f: &&Frame| {
-            f.file
-                .as_deref()
-                .is_some_and(|p| p.starts_with("/rustc/") || p.contains("/lib/rustlib/src/"))
-        };
         self.frames
             .iter()
-            .find(|f| !toolchain(f))
+            .find(|f| !is_toolchain_frame(f))
             .or(self.frames.first())
     }
+}
+
+impl Site {
+    /// Whether every frame is inside the Rust toolchain's library sources: the access happened
+    /// in a non-inlined `core`/`std` function (a debug build's `AtomicI64::fetch_add`), and the
+    /// interesting caller is found only in the call stack (symbolize its return addresses).
+    pub fn in_toolchain_only(&self) -> bool {
+        !self.frames.is_empty() && self.frames.iter().all(is_toolchain_frame)
+    }
+}
+
+fn is_toolchain_frame(f: &Frame) -> bool {
+    f.file
+        .as_deref()
+        .is_some_and(|p| p.starts_with("/rustc/") || p.contains("/lib/rustlib/src/"))
 }
 
 impl fmt::Display for Site {
@@ -351,4 +361,70 @@ pub fn decode_previous(elf: &ElfFile, link_ip: u64) -> Option<(u64, u8)> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(function: &str, file: &str, line: u32, inlined: bool) -> Frame {
+        Frame {
+            function: Some(function.into()),
+            file: Some(file.into()),
+            line: Some(line),
+            column: None,
+            inlined,
+        }
+    }
+
+    fn site(frames: Vec<Frame>) -> Site {
+        Site {
+            trap_ip: 0x1008,
+            access: AccessingInstruction {
+                ip: 0x1000,
+                len_bytes: Some(8),
+                method: AccessIpMethod::Decoded,
+            },
+            module: None,
+            link_addr: None,
+            frames,
+        }
+    }
+
+    const CORE: &str = "/rustc/0123/library/core/src/sync/atomic.rs";
+
+    #[test]
+    fn primary_frame_skips_inlined_toolchain_frames() {
+        let s = site(vec![
+            frame("atomic_sub", CORE, 3940, true),
+            frame("fetch_sub", CORE, 3167, true),
+            frame("demo::rogue", "/src/demo.rs", 49, false),
+        ]);
+        assert_eq!(s.primary_frame().unwrap().line, Some(49));
+        assert!(!s.in_toolchain_only());
+        assert_eq!(
+            s.to_string(),
+            format!(
+                "atomic_sub ({CORE}:3940) inlined into fetch_sub ({CORE}:3167) inlined into \
+                 demo::rogue (/src/demo.rs:49)"
+            )
+        );
+    }
+
+    #[test]
+    fn toolchain_only_sites_say_so() {
+        let s = site(vec![
+            frame("atomic_add", CORE, 3927, true),
+            frame(
+                "core::sync::atomic::AtomicI64::fetch_add",
+                CORE,
+                3136,
+                false,
+            ),
+        ]);
+        assert!(s.in_toolchain_only());
+        assert_eq!(s.primary_frame().unwrap().line, Some(3927));
+        assert!(!site(Vec::new()).in_toolchain_only());
+        assert_eq!(site(Vec::new()).to_string(), "0x1000");
+    }
 }

@@ -122,7 +122,7 @@ fn build() -> Result<Built, String> {
         "demo_target",
         &[
             "--crate-name",
-            "hwbp_cli",
+            "hwbp",
             "-C",
             "opt-level=3",
             "-C",
@@ -152,6 +152,11 @@ pub fn built() -> Option<&'static Built> {
             None
         }
     }
+}
+
+/// Stores `watch_target WRITES BEFORE AFTER` makes to `counter` (see the fixture's header).
+pub fn counter_stores(writes: u64, threads_before: u64, threads_after: u64) -> u64 {
+    writes * (1 + threads_before + threads_after)
 }
 
 /// The 1-based line of the source line that ends with the comment `/* MARKER */` or

@@ -108,6 +108,17 @@ fn check_all_forms(program: &Path, pie: bool) {
         Some("struct point")
     );
 
+    // The same function-local static by its symbol name, as `nm` shows it.
+    let nm_name = elf
+        .symbols()
+        .iter()
+        .find(|s| s.name.starts_with("touch_calls."))
+        .map(|s| s.name.clone())
+        .expect("gcc names a function-local static NAME.N");
+    let dotted = resolve(&mut r, &nm_name);
+    assert_eq!(dotted.spec.region.addr, run.addr("touch_calls").0);
+    assert_eq!(dotted.value_type, Some(ValueType::Signed { len_bytes: 4 }));
+
     // NAME+OFF/LEN, /LEN, access suffixes, address forms.
     let cfg = run.addr("cfg").0;
     let off = resolve(&mut r, "cfg+4/8");
@@ -158,6 +169,24 @@ fn every_form_resolves_to_the_printed_address_pie() {
 fn every_form_resolves_to_the_printed_address_no_pie() {
     let Some(b) = built() else { return };
     check_all_forms(&b.no_pie, false);
+}
+
+#[test]
+fn fixture_threads_run_to_completion() {
+    let Some(b) = built() else { return };
+    let run = Running::start(&b.pie, &["100", "2", "3"]);
+    let out = run.go();
+    // Racing increments: the value is at most the store count, and at least one writer's share.
+    let value: u64 = out
+        .split("done counter=")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        (100..=fixtures::counter_stores(100, 2, 3)).contains(&value),
+        "{out}"
+    );
 }
 
 #[test]
@@ -220,6 +249,10 @@ fn bad_names_are_explained() {
         err(&mut r, "nosuch.so:counter"),
         ResolveError::ModuleNotLoaded { .. }
     ));
+    match err(&mut r, "runs") {
+        ResolveError::Ambiguous { candidates, .. } => assert_eq!(candidates.len(), 2),
+        e => panic!("{e}"),
+    }
     let msg = err(&mut r, "countr").to_string();
     assert!(msg.contains("did you mean counter"), "{msg}");
 }
@@ -367,10 +400,21 @@ fn library_store_symbolizes_in_the_library() {
     let lib = space.modules_named("libwatchlib.so")[0].clone();
     assert_ne!(lib.bias, 0);
     let elf = ElfFile::load(&lib.path).unwrap();
-    // The library's own references go through the GOT to the executable's copy, so find the
-    // store by the generation field instead: any store in lib_bump; check the line of the loop.
     let f = elf.symbols_named("lib_bump")[0].clone();
+    // Every instruction boundary of lib_bump (decoded here independently): a trap there
+    // must give back the instruction that ends at it, at the library's runtime address.
+    let code = elf.bytes_at(f.addr, f.size).unwrap();
+    let decoder = iced_x86::Decoder::with_ip(64, code, f.addr, iced_x86::DecoderOptions::NONE);
+    let instrs: Vec<(u64, u64)> = decoder.into_iter().map(|i| (i.ip(), i.next_ip())).collect();
+    assert!(instrs.len() > 3);
     let mut s = Symbolizer::with_trap(space, TrapIp::AfterAccess);
+    for &(ip, next_ip) in &instrs {
+        let acc = s.accessing_instruction(lib.to_runtime(next_ip));
+        assert_eq!(
+            (acc.ip, acc.method),
+            (lib.to_runtime(ip), AccessIpMethod::Decoded)
+        );
+    }
     let frames = s.frames(lib.to_runtime(f.addr));
     assert_eq!(frames.last().unwrap().function.as_deref(), Some("lib_bump"));
     assert!(frames[0].file.as_deref().unwrap().ends_with("watchlib.c"));
@@ -419,16 +463,6 @@ fn check_offline_store(program: &Path, var: &str, function: &str, source: &str, 
     // rustc unrolls the deposit loop: every copy of the store must map to the line.
     assert!(!stores.is_empty(), "no store to {var} in {function}");
     let mut s = Symbolizer::with_trap(AddressSpace::single_file(program), TrapIp::AfterAccess);
-    let mut space = AddressSpace::single_file(program);
-    // single_file has no mappings; give the module one covering the whole link-time range.
-    space.modules[0].mappings.push(
-        hwbp::symbols::maps::Mapping::parse(&format!(
-            "0-ffffffffffff r-xp 00000000 00:00 1 {}",
-            program.display()
-        ))
-        .unwrap(),
-    );
-    s.set_space(space);
     for &(ip, next_ip) in &stores {
         let site = s.site(next_ip);
         assert_eq!(site.access.ip, ip);
@@ -438,6 +472,7 @@ fn check_offline_store(program: &Path, var: &str, function: &str, source: &str, 
             Some(function),
             "{site}"
         );
+        assert!(!site.in_toolchain_only(), "{site}");
         let primary = site.primary_frame().unwrap();
         assert_eq!(primary.line, Some(marker_line(source, marker)), "{site}");
         assert!(primary.file.as_deref().unwrap().ends_with(source), "{site}");
@@ -472,14 +507,12 @@ fn demo_target_balance_and_rogue_line_without_dwarf_variables() {
     let mut r = Resolver::new(AddressSpace::single_file(demo));
     let bal = resolve(&mut r, "demo_target::BALANCE");
     assert_eq!(bal.spec.region.len_bytes, 8);
-    assert_eq!(
-        resolve(&mut r, "hwbp_cli::demo_target::BALANCE").spec,
-        bal.spec
-    );
+    assert_eq!(resolve(&mut r, "hwbp::demo_target::BALANCE").spec, bal.spec);
+    assert_eq!(resolve(&mut r, "BALANCE").spec, bal.spec);
     check_offline_store(
         demo,
         "demo_target::BALANCE",
-        "hwbp_cli::demo_target::rogue_audit_adjustment",
+        "hwbp::demo_target::rogue_audit_adjustment",
         "../../../hwbp-cli/src/demo_target.rs",
         "ROGUE_WRITE",
     );
