@@ -18,6 +18,7 @@ mod arches;
 mod messages;
 mod plan;
 mod regs;
+mod sim;
 
 /// hwbp: hardware breakpoints and watchpoints, planned and programmed as Linux does.
 #[derive(Debug, Parser)]
@@ -31,6 +32,8 @@ struct Cli {
 enum Command {
     /// Plan watches into one thread's debug registers and print the register values.
     Plan(plan::Args),
+    /// Run scenario files on the simulated multi-CPU machine and check their expectations.
+    Sim(sim::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +53,7 @@ where
     };
     let result = match cli.command {
         Command::Plan(args) => plan::run(args).and_then(|text| messages::output(&text)),
+        Command::Sim(args) => sim::run(args),
     };
     match result {
         Ok(()) => messages::Status::Success.into(),

@@ -123,6 +123,32 @@ pub trait Arch: Clone + Debug {
     /// [`Arch::arch_parse`].
     fn plan(&self, spec: &Spec) -> Result<Vec<Chunk>, PlanError>;
 
+    /// Which registers of `pool` in `regs` trap an access of kind `access` to `region`, read
+    /// from the register file with the hardware's own matching rules (bit `i` = register `i`).
+    ///
+    /// `None` (the default): the arch does not decode its register file, and callers match the
+    /// installed settings with [`crate::hit::hw_traps`] instead.
+    fn trapping_registers(
+        &self,
+        _regs: &Self::Regs,
+        _pool: PoolKind,
+        _access: Access,
+        _region: Region,
+    ) -> Option<u32> {
+        None
+    }
+
+    /// Whether data watchpoints trap before the access is performed (arm64) rather than after
+    /// it (x86, the default).
+    fn data_traps_before_access(&self) -> bool {
+        false
+    }
+
+    /// Writes a register file for people (x86: `dr0=.. dr7=..` in hex). Default: `Debug`.
+    fn fmt_regs(&self, regs: &Self::Regs, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        write!(out, "{regs:?}")
+    }
+
     /// Index of `pool` among the arch's pools: 0 for both kinds on mixed arches.
     fn pool_index(&self, pool: PoolKind) -> usize {
         if self.mixed_pools() {

@@ -12,6 +12,7 @@
 //! Not for: AArch32 (compat) tasks, whose alignment rules differ.
 
 mod encode;
+mod hits;
 mod plan;
 mod regs;
 mod validate;
@@ -181,5 +182,26 @@ impl Arch for Arm64 {
 
     fn plan(&self, spec: &Spec) -> Result<Vec<Chunk>, PlanError> {
         plan::plan(self, spec)
+    }
+
+    /// Watchpoints are faults: the exception comes before the access completes.
+    fn data_traps_before_access(&self) -> bool {
+        true
+    }
+
+    fn trapping_registers(
+        &self,
+        regs: &Arm64Regs,
+        pool: PoolKind,
+        access: Access,
+        region: Region,
+    ) -> Option<u32> {
+        Some(hits::trapping_registers(
+            regs,
+            pool,
+            self.slots(pool),
+            access,
+            region,
+        ))
     }
 }
