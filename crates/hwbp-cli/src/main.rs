@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod arches;
+mod demo_target;
 mod messages;
 mod plan;
 mod regs;
@@ -36,7 +37,13 @@ enum Command {
     Sim(sim::Args),
 }
 
+/// The hidden subcommand that runs the program `hwbp demo` watches (see `demo_target`).
+const DEMO_TARGET_SUBCOMMAND: &str = "__demo-target";
+
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == DEMO_TARGET_SUBCOMMAND) {
+        demo_target::main_demo_target();
+    }
     run(std::env::args_os())
 }
 

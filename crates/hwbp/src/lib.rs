@@ -1,1 +1,2 @@
 //! hwbp: hardware watchpoints on Linux.
+pub mod symbols;
