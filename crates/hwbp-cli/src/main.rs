@@ -41,7 +41,10 @@ enum Command {
 const DEMO_TARGET_SUBCOMMAND: &str = "__demo-target";
 
 fn main() -> ExitCode {
-    if std::env::args_os().nth(1).is_some_and(|a| a == DEMO_TARGET_SUBCOMMAND) {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == DEMO_TARGET_SUBCOMMAND)
+    {
         demo_target::main_demo_target();
     }
     run(std::env::args_os())
