@@ -26,6 +26,7 @@ mod report;
 mod run;
 mod sampler;
 mod session;
+mod sim;
 mod stat;
 mod status;
 mod trace;
@@ -52,13 +53,18 @@ enum Command {
     Caps(caps::Args),
     /// Watch a demo program's account balance and find the write that corrupts it.
     Demo(demo::Args),
+    /// Run scenario files on the simulated multi-CPU machine and check their expectations.
+    Sim(sim::Args),
 }
 
 /// The hidden subcommand that runs the program `hwbp demo` watches (see `demo_target`).
 const DEMO_TARGET_SUBCOMMAND: &str = "__demo-target";
 
 fn main() -> ExitCode {
-    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(DEMO_TARGET_SUBCOMMAND)) {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == DEMO_TARGET_SUBCOMMAND)
+    {
         demo_target::main_demo_target();
     }
     run(std::env::args_os())
@@ -84,6 +90,7 @@ where
         Command::Demo(args) => demo::run(args),
         Command::Stat(args) => stat::run(args),
         Command::Caps(args) => caps::run(args),
+        Command::Sim(args) => sim::run(args).map(|()| messages::Status::Success.into()),
     };
     match result {
         Ok(code) => code,

@@ -8,9 +8,11 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-/// Runs `hwbp ARGS...`; returns (exit status, stdout, stderr).
+/// Runs `hwbp ARGS...` from the repository root (as the README's examples do); returns
+/// (exit status, stdout, stderr).
 fn hwbp(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_hwbp"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
         .args(args)
         .output()
         .expect("the hwbp binary runs");
@@ -617,6 +619,63 @@ mod readme {
                 "README example: hwbp {cmd}"
             );
         }
+    }
+}
+
+mod sim {
+    use super::*;
+
+    /// Writes a scenario file into a fresh temporary directory and returns its path.
+    fn scenario(name: &str, text: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("hwbp-cli-sim-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.hwbp"));
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn every_checked_in_scenario_passes_through_the_cli() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/scenarios");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "hwbp"))
+            .map(|p| p.to_str().unwrap().to_owned())
+            .collect();
+        files.sort();
+        assert!(files.len() >= 20, "scenario files found: {}", files.len());
+        let mut args = vec!["sim"];
+        args.extend(files.iter().map(String::as_str));
+        let (status, stdout, stderr) = hwbp(&args);
+        assert_eq!((status, stderr.as_str()), (0, ""), "{stdout}");
+    }
+
+    #[test]
+    fn a_failed_expectation_exits_1_naming_file_line_and_both_values() {
+        // One slot on CPU 0: the second open must fail with ENOSPC, not succeed.
+        let path = scenario(
+            "fails",
+            "slots data=1\ncpus 1\nopen a cpu=0 w 0x1000/8 => ok\nopen b cpu=0 w 0x2000/8 => ok\n",
+        );
+        let (status, stdout, stderr) = hwbp(&["sim", &path]);
+        assert_eq!(status, 1, "{stdout}{stderr}");
+        assert!(
+            stdout.contains(&format!("{path}:4")) && stdout.contains("ENOSPC"),
+            "{stdout}"
+        );
+        assert_eq!(
+            stderr, "hwbp: some expectations failed (listed above)\n",
+            "{stdout}"
+        );
+    }
+
+    #[test]
+    fn a_malformed_file_exits_2() {
+        let path = scenario("malformed", "cpus 1\nfrobnicate 3\n");
+        let (status, stdout, stderr) = hwbp(&["sim", &path]);
+        assert_eq!(status, 2, "{stdout}{stderr}");
+        assert!(stderr.starts_with(&format!("hwbp: {path}:2: ")), "{stderr}");
     }
 }
 

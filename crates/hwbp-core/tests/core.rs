@@ -6,6 +6,5 @@ mod arm64_power;
 mod common;
 #[path = "core/regfile_props.rs"]
 mod regfile_props;
-
 #[path = "core/reserve_props.rs"]
 mod reserve_props;
