@@ -46,8 +46,8 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         let w = &watches[0];
         out.hit(&format!(
             "hwbp demo: a bank with 4 tellers updating one balance 10,000 times, and one bug.\n\
-             watching {} ({}, {} bytes, writes) on every thread of pid {pid}\n\n",
-            SPEC, w.spec.region, w.spec.region.len_bytes
+             watching {SPEC} ({} bytes at {:#x}, writes) on every thread of pid {pid}\n\n",
+            w.spec.region.len_bytes, w.spec.region.addr
         ));
         out.flush();
     }
