@@ -97,24 +97,66 @@ fn secs(ns: u64) -> String {
     format!("{}.{:06}", ns / 1_000_000_000, (ns % 1_000_000_000) / 1000)
 }
 
-/// One hit as a text line (plus one line per backtrace frame):
+/// Per-site text and JSON fragments, made once per sampled IP: after a site's first hit,
+/// formatting a hit does no symbol work.
+#[derive(Debug, Default)]
+pub struct SiteCache {
+    text: HashMap<u64, Arc<str>>,
+    json: HashMap<u64, Arc<str>>,
+}
+
+impl SiteCache {
+    /// `function (file:line)` of `site` (see [`site_text`]).
+    pub fn text(&mut self, site: &Site) -> Arc<str> {
+        self.text
+            .entry(site.trap_ip)
+            .or_insert_with(|| Arc::from(site_text(site)))
+            .clone()
+    }
+
+    /// The `"ip":..,"function":..,"file":..,"line":..,"frames":[..]` part of a hit record.
+    pub fn json(&mut self, site: &Site) -> Arc<str> {
+        self.json
+            .entry(site.trap_ip)
+            .or_insert_with(|| {
+                let outer = outer(site);
+                let inner = site.primary_frame();
+                Arc::from(format!(
+                    "\"ip\":\"{:#x}\",\"function\":{},\"file\":{},\"line\":{},\"frames\":{}",
+                    site.access.ip,
+                    js(outer.and_then(|f| f.function.as_deref())),
+                    js(inner.and_then(|f| f.file.as_deref())),
+                    js(inner.and_then(|f| f.line)),
+                    frames_json(&site.frames)
+                ))
+            })
+            .clone()
+    }
+}
+
+/// A value as JSON text.
+fn js(v: impl Into<Value>) -> String {
+    v.into().to_string()
+}
+
+/// One hit as a text line (plus one line per backtrace frame), appended to `out`:
 /// `   0.001234  1236 rogue      w BALANCE = -999000  rogue (src/demo_target.rs:55)`.
-pub fn hit_text(hit: &Hit, watches: &[WatchInfo]) -> String {
+pub fn hit_text(out: &mut String, hit: &Hit, watches: &[WatchInfo], cache: &mut SiteCache) {
     let w = &watches[hit.watch];
-    let mut out = format!(
-        "{:>11}  {:>7} {:<15} {:<2} {} = {}  {}\n",
+    let _ = writeln!(
+        out,
+        "{:>11}  {:>7} {:<15} {:<2} {} = {}  {}",
         secs(hit.time_ns),
         hit.tid,
         hit.thread.as_deref().unwrap_or("?"),
         access_str(hit.access),
         w.label,
         value_text(hit.value.as_deref(), w.signed),
-        site_text(&hit.site),
+        cache.text(&hit.site),
     );
     for (i, s) in hit.backtrace.iter().enumerate() {
-        let _ = writeln!(out, "{:>13}#{} {}", "", i + 1, site_text(s));
+        let _ = writeln!(out, "{:>13}#{} {}", "", i + 1, cache.text(s));
     }
-    out
 }
 
 fn frames_json(frames: &[Frame]) -> Value {
@@ -151,35 +193,37 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// One hit as a JSON Lines record (`hwbp.hit/1`, see docs/JSON.md), newline included.
-pub fn hit_json(hit: &Hit, watches: &[WatchInfo]) -> String {
+/// One hit as a JSON Lines record (`hwbp.hit/1`, see docs/JSON.md), newline included,
+/// appended to `out`.
+pub fn hit_json(out: &mut String, hit: &Hit, watches: &[WatchInfo], cache: &mut SiteCache) {
     let w = &watches[hit.watch];
-    let outer = outer(&hit.site);
-    let inner = hit.site.primary_frame();
-    let mut v = json!({
-        "schema": HIT_SCHEMA,
-        "time_ns": hit.time_ns,
-        "tid": hit.tid,
-        "thread": hit.thread.as_deref(),
-        "cpu": hit.cpu,
-        "watch": hit.watch + 1,
-        "label": w.label,
-        "access": access_str(hit.access),
-        "ip": format!("{:#x}", hit.site.access.ip),
-        "function": outer.and_then(|f| f.function.as_deref()),
-        "file": inner.and_then(|f| f.file.as_deref()),
-        "line": inner.and_then(|f| f.line),
-        "frames": frames_json(&hit.site.frames),
-        "value": hit.value.as_deref().map(hex),
-        "value_int": hit.value.as_deref().and_then(|b| value_int(b, w.signed)).map(|v| v as i64),
-        "changed": hit.changed,
-    });
+    let value_int = hit
+        .value
+        .as_deref()
+        .and_then(|b| value_int(b, w.signed))
+        .map(|v| v as i64);
+    let _ = write!(
+        out,
+        "{{\"schema\":\"{HIT_SCHEMA}\",\"time_ns\":{},\"tid\":{},\"thread\":{},\"cpu\":{},\
+         \"watch\":{},\"label\":{},\"access\":\"{}\",{},\"value\":{},\"value_int\":{},\
+         \"changed\":{}",
+        hit.time_ns,
+        hit.tid,
+        js(hit.thread.as_deref()),
+        js(hit.cpu),
+        hit.watch + 1,
+        js(w.label.as_str()),
+        access_str(hit.access),
+        cache.json(&hit.site),
+        js(hit.value.as_deref().map(hex)),
+        js(value_int),
+        js(hit.changed),
+    );
     if !hit.backtrace.is_empty() {
-        v["backtrace"] = Value::Array(hit.backtrace.iter().map(|s| site_json(s)).collect());
+        let bt: Vec<Value> = hit.backtrace.iter().map(|s| site_json(s)).collect();
+        let _ = write!(out, ",\"backtrace\":{}", Value::Array(bt));
     }
-    let mut s = v.to_string();
-    s.push('\n');
-    s
+    out.push_str("}\n");
 }
 
 /// The start record: what is watched, in which process.
@@ -229,6 +273,8 @@ type LineKey = (Option<String>, Option<String>, Option<u32>);
 pub struct Summary {
     rows: Vec<SiteRow>,
     index: HashMap<(usize, Option<LineKey>, Access, u64), usize>,
+    /// (watch, sampled IP, access) -> row: the hot path, no string work.
+    by_ip: HashMap<(usize, u64, Access), usize>,
     /// Hits fed.
     pub hits: u64,
     /// Thread names seen, by tid.
@@ -239,6 +285,10 @@ impl Summary {
     /// Adds one hit.
     pub fn add(&mut self, hit: &Hit) {
         self.hits += 1;
+        if let Some(&i) = self.by_ip.get(&(hit.watch, hit.site.trap_ip, hit.access)) {
+            self.bump(i, hit);
+            return;
+        }
         if let Some(name) = &hit.thread {
             self.names.entry(hit.tid).or_insert_with(|| name.clone());
         }
@@ -268,6 +318,12 @@ impl Summary {
             });
             self.rows.len() - 1
         });
+        self.by_ip
+            .insert((hit.watch, hit.site.trap_ip, hit.access), i);
+        self.bump(i, hit);
+    }
+
+    fn bump(&mut self, i: usize, hit: &Hit) {
         let row = &mut self.rows[i];
         row.hits += 1;
         row.threads.insert(hit.tid);
@@ -485,7 +541,13 @@ mod tests {
     #[test]
     fn text_line_has_time_thread_access_value_and_site() {
         let s = site("demo::rogue", 55);
-        let line = hit_text(&hit(&s, 1236, 1_234_567, -999), &watches());
+        let mut line = String::new();
+        hit_text(
+            &mut line,
+            &hit(&s, 1236, 1_234_567, -999),
+            &watches(),
+            &mut SiteCache::default(),
+        );
         assert_eq!(
             line,
             "   0.001234     1236 worker          w  BALANCE = -999  \
@@ -507,7 +569,10 @@ mod tests {
     #[test]
     fn json_line_is_versioned_and_complete() {
         let s = site("demo::rogue", 55);
-        let v: Value = serde_json::from_str(&hit_json(&hit(&s, 9, 5, -2), &watches())).unwrap();
+        let mut line = String::new();
+        let mut cache = SiteCache::default();
+        hit_json(&mut line, &hit(&s, 9, 5, -2), &watches(), &mut cache);
+        let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["schema"], "hwbp.hit/1");
         assert_eq!(v["watch"], 1);
         assert_eq!(v["value"], "0xfffffffffffffffe");

@@ -134,6 +134,8 @@ pub fn watch(
     // Threads that exit before their first hit is drained keep the process's name.
     let process_name = comm(pid, None);
     let mut raws: Vec<Raw> = Vec::new();
+    let mut cache = report::SiteCache::default();
+    let mut line = String::with_capacity(512);
     let start = Instant::now();
     let mut t0: Option<u64> = None;
     let mut seen = 0u64;
@@ -224,14 +226,13 @@ pub fn watch(
             }
             summary.add(&hit);
             if !opts.quiet {
-                out.hit_with_status(
-                    &mut status,
-                    &if opts.json {
-                        report::hit_json(&hit, watches)
-                    } else {
-                        report::hit_text(&hit, watches)
-                    },
-                );
+                line.clear();
+                if opts.json {
+                    report::hit_json(&mut line, &hit, watches, &mut cache);
+                } else {
+                    report::hit_text(&mut line, &hit, watches, &mut cache);
+                }
+                out.hit_with_status(&mut status, &line);
             }
             if let Some(t) = &mut trace {
                 t.hit(&hit, watches)

@@ -34,6 +34,8 @@ fn hw_shared() -> std::fs::File {
 struct Fixtures {
     dir: PathBuf,
     target: PathBuf,
+    /// `watch_target` with frame pointers (for `--backtrace`).
+    frame_pointers: PathBuf,
     no_dwarf: PathBuf,
     stripped: Option<PathBuf>,
 }
@@ -64,7 +66,7 @@ fn build() -> Result<Fixtures, String> {
         let path = dir.join(out);
         sh(Command::new("cc")
             .args(flags)
-            .args(["-O1", "-fPIE", "-pie", "-pthread", "-o"])
+            .args(["-fPIE", "-pie", "-pthread", "-o"])
             .arg(&path)
             .arg(src("watch_target.c"))
             .arg("-L")
@@ -72,8 +74,14 @@ fn build() -> Result<Fixtures, String> {
             .args(["-lwatchlib", "-Wl,-rpath,$ORIGIN"]))?;
         Ok(path)
     };
-    let target = exe("watch_target", &["-g"])?;
-    let no_dwarf = exe("watch_target_nodwarf", &[])?;
+    let target = exe("watch_target", &["-g", "-O1"])?;
+    let no_dwarf = exe("watch_target_nodwarf", &["-O1"])?;
+    let frame_pointers = exe(
+        "watch_target_fp",
+        // gcc 12 -O1 drops the frame pointer of the leaf bump_counter even with
+        // -fno-omit-frame-pointer; at -O0 every function keeps it.
+        &["-g", "-O0", "-fno-omit-frame-pointer"],
+    )?;
     let stripped = dir.join("watch_target_stripped");
     std::fs::copy(&target, &stripped).map_err(|e| e.to_string())?;
     let stripped = sh(Command::new("strip").arg(&stripped))
@@ -82,6 +90,7 @@ fn build() -> Result<Fixtures, String> {
     Ok(Fixtures {
         dir,
         target,
+        frame_pointers,
         no_dwarf,
         stripped,
     })
@@ -891,4 +900,121 @@ fn bad_input_is_one_line_exit_2_and_leaves_nothing_running() {
     // Nothing left behind: no stopped or running copy of the program.
     assert_eq!(running(&exe), 0);
     assert_eq!(running(&fx.no_dwarf), 0);
+}
+
+#[test]
+fn backtrace_names_each_writers_caller() {
+    let Some(fx) = fixtures() else { return };
+    let _hw = hw_shared();
+    let out = tmp("backtrace");
+    let (status, _, stderr) = run(&[
+        "run",
+        "--backtrace",
+        "--json",
+        "-o",
+        out.to_str().unwrap(),
+        "--watch",
+        "counter",
+        "--",
+        fx.frame_pointers.to_str().unwrap(),
+        "3",
+        "0",
+        "1",
+    ]);
+    assert_eq!(status, 0, "{stderr}");
+    let recs = records(&out);
+    let mut callers: Vec<String> = recs
+        .iter()
+        .filter(|r| r["schema"] == "hwbp.hit/1")
+        .map(|r| {
+            let caller = &r["backtrace"][0];
+            let frames = caller["frames"].as_array().unwrap();
+            frames.last().unwrap()["function"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    callers.sort();
+    // bump_counter(3) from main and from the one late thread.
+    assert_eq!(
+        callers,
+        [
+            "late_writer",
+            "late_writer",
+            "late_writer",
+            "main",
+            "main",
+            "main"
+        ]
+    );
+}
+
+/// Sends `sig` to `pid`.
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) has no memory preconditions.
+    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
+}
+
+#[test]
+fn ctrl_c_prints_the_summary_and_terminates_the_program_like_perf_record() {
+    let _hw = hw_shared();
+    let mut hwbp = Command::new(env!("CARGO_BIN_EXE_hwbp"))
+        .args([
+            "run",
+            "--json",
+            "--watch",
+            "0x10000/8",
+            "--",
+            "sleep",
+            "100",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(hwbp.stdout.take().unwrap()).lines();
+    let start: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(start["schema"], "hwbp.start/1");
+    let child = start["pid"].as_u64().unwrap() as u32;
+    signal(hwbp.id(), libc::SIGINT);
+    let status = hwbp.wait().unwrap();
+    // The program got SIGTERM: hwbp exits with 128 + 15, after the summary.
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM));
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let last: Value = serde_json::from_str(rest.last().unwrap()).unwrap();
+    assert_eq!(last["schema"], "hwbp.summary/1");
+    assert_eq!(last["exit_status"], 128 + libc::SIGTERM);
+    assert!(!Path::new(&format!("/proc/{child}")).exists());
+}
+
+#[test]
+fn ctrl_c_on_attach_leaves_the_process_running() {
+    let _hw = hw_shared();
+    let mut target = Command::new("sleep").arg("100").spawn().unwrap();
+    let mut hwbp = Command::new(env!("CARGO_BIN_EXE_hwbp"))
+        .args(["attach", "-q", "-p", &target.id().to_string()])
+        .args(["--watch", "0x10000/8"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(hwbp.stderr.take().unwrap());
+    let mut first = String::new();
+    err.read_line(&mut first).unwrap();
+    assert!(
+        first.starts_with("hwbp: watching 1 watch in pid "),
+        "{first}"
+    );
+    signal(hwbp.id(), libc::SIGTERM);
+    let out = hwbp.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("\n0 hits seen, 0 reported, 0 lost"));
+    // Still running, not stopped, no perf event left in it.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", target.id())).unwrap();
+    assert!(status.contains("State:\tS (sleeping)"), "{status}");
+    assert!(status.contains("TracerPid:\t0\n"), "{status}");
+    assert_eq!(target.try_wait().unwrap(), None);
+    target.kill().unwrap();
+    target.wait().unwrap();
 }
