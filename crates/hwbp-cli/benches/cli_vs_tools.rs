@@ -62,6 +62,8 @@ struct Config {
     /// Store count for this configuration.
     n: u64,
     times: Vec<f64>,
+    /// Times at `n / 4` (for the slope, which cancels start-up and tear-down).
+    times_small: Vec<f64>,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -112,6 +114,7 @@ fn main() {
         hits: |_, _, _| 0,
         n,
         times: vec![],
+        times_small: vec![],
     }];
     configs.push(Config {
         name: "hwbp stat",
@@ -122,6 +125,7 @@ fn main() {
         },
         n,
         times: vec![],
+        times_small: vec![],
     });
     configs.push(Config {
         name: "hwbp run --json > file",
@@ -140,6 +144,7 @@ fn main() {
         },
         n,
         times: vec![],
+        times_small: vec![],
     });
     if have_perf {
         configs.push(Config {
@@ -152,6 +157,7 @@ fn main() {
             },
             n,
             times: vec![],
+            times_small: vec![],
         });
         configs.push(Config {
             name: "perf record -c 1 + perf script",
@@ -167,6 +173,7 @@ fn main() {
             },
             n,
             times: vec![],
+            times_small: vec![],
         });
     }
     if have_gdb {
@@ -186,6 +193,7 @@ fn main() {
             hits: |_, _, _| 0,
             n: gdb_n,
             times: vec![],
+            times_small: vec![],
         });
         configs.push(Config {
             name: "baseline (gdb N)",
@@ -193,6 +201,7 @@ fn main() {
             hits: |_, _, _| 0,
             n: gdb_n,
             times: vec![],
+            times_small: vec![],
         });
     }
     if have_bpftrace {
@@ -205,6 +214,7 @@ fn main() {
             hits: |_, _, _| 0,
             n,
             times: vec![],
+            times_small: vec![],
         });
     }
     let mut seed = 0x5eed_u64;
@@ -216,53 +226,68 @@ fn main() {
         }
         for &i in &order {
             let c = &mut configs[i];
-            let cmd = c.cmd.replace("{N}", &c.n.to_string());
-            let (secs, out, err) = timed(&cmd);
-            let hits = (c.hits)(&out, &err, &f);
-            if c.name.starts_with("hwbp") || c.name.starts_with("perf") {
-                assert_eq!(hits, c.n, "{}: {hits} hits for {} stores", c.name, c.n);
+            for small in [false, true] {
+                let n = if small { c.n / 4 } else { c.n };
+                let cmd = c.cmd.replace("{N}", &n.to_string());
+                let (secs, out, err) = timed(&cmd);
+                let hits = (c.hits)(&out, &err, &f);
+                if c.name.starts_with("hwbp") || c.name.starts_with("perf") {
+                    assert_eq!(hits, n, "{}: {hits} hits for {n} stores", c.name);
+                }
+                if small {
+                    c.times_small.push(secs);
+                } else {
+                    c.times.push(secs);
+                }
             }
-            c.times.push(secs);
         }
         eprintln!("repetition {} of {reps} done", rep + 1);
     }
-    let med = |name: &str, configs: &mut Vec<Config>| -> Option<(f64, u64)> {
+    // (median at N, median at N/4, N) of a configuration.
+    let med = |name: &str, configs: &mut Vec<Config>| -> Option<(f64, f64, u64)> {
         let c = configs.iter_mut().find(|c| c.name == name)?;
-        Some((median(&mut c.times), c.n))
+        Some((median(&mut c.times), median(&mut c.times_small), c.n))
     };
-    let (base, _) = med("baseline (no watch)", &mut configs).unwrap();
-    let gdb_base = med("baseline (gdb N)", &mut configs).map_or(base, |x| x.0);
-    let per_hit = |name: &str, configs: &mut Vec<Config>| -> Option<f64> {
-        let (t, n) = med(name, configs)?;
-        let b = if name.starts_with("gdb") {
+    let base = med("baseline (no watch)", &mut configs).unwrap();
+    let gdb_base = med("baseline (gdb N)", &mut configs).unwrap_or(base);
+    // (µs per hit from the N run against the baseline, µs per hit from the slope N/4 -> N).
+    let per_hit = |name: &str, configs: &mut Vec<Config>| -> Option<(f64, f64)> {
+        let (t, ts, n) = med(name, configs)?;
+        let (b, bs, _) = if name.starts_with("gdb") {
             gdb_base
         } else {
             base
         };
-        Some((t - b) / n as f64 * 1e6)
+        let paired = (t - b) / n as f64 * 1e6;
+        let slope = ((t - ts) - (b - bs)) / (n - n / 4) as f64 * 1e6;
+        Some((paired, slope))
     };
     println!(
-        "N = {n} stores ({reps} repetitions, shuffled; gdb: N = {gdb_n}); wall-clock medians; \
-         per hit = (median - baseline median) / N\n"
+        "N = {n} stores (and N/4 for the slope; {reps} repetitions, shuffled; gdb: N = {gdb_n}); \
+         wall-clock medians. \"paired\" = (median at N - baseline median) / N, start-up \
+         included; \"slope\" = the extra time per extra hit from N/4 to N, start-up cancelled\n"
     );
-    println!("| configuration | median wall (s) | µs per hit |");
-    println!("|---|---|---|");
+    println!("| configuration | median wall at N (s) | µs per hit, paired | µs per hit, slope |");
+    println!("|---|---|---|---|");
     let names: Vec<&'static str> = configs.iter().map(|c| c.name).collect();
     for name in &names {
-        let (t, _) = med(name, &mut configs).unwrap();
-        let ph = if name.starts_with("baseline") {
-            "–".to_owned()
+        let (t, _, _) = med(name, &mut configs).unwrap();
+        let (p, sl) = if name.starts_with("baseline") {
+            ("–".to_owned(), "–".to_owned())
         } else {
-            format!("{:.2}", per_hit(name, &mut configs).unwrap())
+            let (p, sl) = per_hit(name, &mut configs).unwrap();
+            (format!("{p:.2}"), format!("{sl:.2}"))
         };
-        println!("| {name} | {t:.3} | {ph} |");
+        println!("| {name} | {t:.3} | {p} | {sl} |");
     }
     if !have_bpftrace {
-        println!("| bpftrace watchpoint | not installed (`apt-get install bpftrace`) | – |");
+        println!("| bpftrace watchpoint | not installed (`apt-get install bpftrace`) | – | – |");
     }
     if have_perf {
         let r = |a: &str, b: &str, configs: &mut Vec<Config>| {
-            per_hit(a, configs).unwrap() / per_hit(b, configs).unwrap()
+            let (pa, sa) = per_hit(a, configs).unwrap();
+            let (pb, sb) = per_hit(b, configs).unwrap();
+            (pa / pb, sa / sb)
         };
         let stat = r("hwbp stat", "perf stat -e mem:ADDR/8:w:u", &mut configs);
         let stream = r(
@@ -270,15 +295,23 @@ fn main() {
             "perf record -c 1 + perf script",
             &mut configs,
         );
-        println!("\nratios (per hit): hwbp stat / perf stat = {stat:.2} (goal <= 1.05); ");
-        println!("hwbp run --json / (perf record + perf script) = {stream:.2} (goal <= 0.85)");
+        println!();
+        println!(
+            "- hwbp stat / perf stat, per hit: {:.2} paired, {:.2} slope (goal <= 1.05)",
+            stat.0, stat.1
+        );
+        println!(
+            "- hwbp run --json / (perf record + perf script), per hit: {:.2} paired, {:.2} slope \
+             (goal <= 0.85)",
+            stream.0, stream.1
+        );
         if have_gdb {
             let g = r(
                 "gdb watch (commands silent; continue)",
                 "hwbp run --json > file",
                 &mut configs,
             );
-            println!("gdb watch / hwbp run --json = {g:.1}");
+            println!("- gdb watch / hwbp run --json, per hit: {:.0}x paired", g.0);
         }
     }
 }
