@@ -1018,3 +1018,97 @@ fn ctrl_c_on_attach_leaves_the_process_running() {
     target.kill().unwrap();
     target.wait().unwrap();
 }
+
+#[test]
+fn watches_are_armed_before_constructors_run() {
+    let Some(fx) = fixtures() else { return };
+    let _hw = hw_shared();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ctor.c");
+    let exe = fx.dir.join("ctor");
+    sh(Command::new("cc")
+        .args(["-g", "-O1", "-o"])
+        .arg(&exe)
+        .arg(&src))
+    .unwrap();
+    let out = tmp("ctor");
+    let (status, _, stderr) = run(&[
+        "run",
+        "--json",
+        "-o",
+        out.to_str().unwrap(),
+        "--watch",
+        "early",
+        "--",
+        exe.to_str().unwrap(),
+    ]);
+    assert_eq!(status, 0, "{stderr}");
+    let text = std::fs::read_to_string(&src).unwrap();
+    let line = |m: &str| text.lines().position(|l| l.contains(m)).unwrap() as u64 + 1;
+    let hits: Vec<(String, u64, i64)> = records(&out)
+        .iter()
+        .filter(|r| r["schema"] == "hwbp.hit/1")
+        .map(|r| {
+            (
+                r["function"].as_str().unwrap().to_owned(),
+                r["line"].as_u64().unwrap(),
+                r["value_int"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    // Values are read at the program's exit stop: 2 for both.
+    assert_eq!(
+        hits,
+        [
+            ("init".to_owned(), line("CTOR_WRITE"), 2),
+            ("main".to_owned(), line("MAIN_WRITE"), 2)
+        ]
+    );
+}
+
+#[test]
+fn permission_refused_names_the_setting_and_the_fix() {
+    let _hw = hw_shared();
+    let setpriv = Command::new("setpriv").arg("--version").output();
+    let root = std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")));
+    if !root || !setpriv.is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIP: needs root and setpriv to run hwbp as another user");
+        return;
+    }
+    // hwbp as `nobody`, attaching to a process of root's.
+    let bin = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hwbp-as-nobody");
+    std::fs::copy(env!("CARGO_BIN_EXE_hwbp"), &bin).unwrap();
+    let mut target = Command::new("sleep").arg("100").spawn().unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args([
+            "attach",
+            "-p",
+            &target.id().to_string(),
+            "--watch",
+            "0x10000/8",
+        ])
+        .output()
+        .unwrap();
+    target.kill().unwrap();
+    target.wait().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("Permission denied") && stderr.contains(&bin.display().to_string()) {
+        eprintln!(
+            "SKIP: {} is not executable by nobody: {stderr}",
+            bin.display()
+        );
+        return;
+    }
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "hwbp: reading the memory map of pid {}: cannot read /proc/{}/maps: Permission \
+             denied (os error 13) (run as the process's owner, or with CAP_SYS_PTRACE)\n",
+            target.id(),
+            target.id()
+        )
+    );
+}
