@@ -204,6 +204,9 @@ impl Sampler {
                     attr.sample_type = format.sample_type;
                     attr.set_flag(Flag::Inherit, true);
                     attr.set_flag(Flag::InheritThread, true);
+                    // The addresses belong to this program image: an exec removes the watch
+                    // rather than watching the same numbers in another program.
+                    attr.set_flag(Flag::RemoveOnExec, true);
                     attr.set_flag(Flag::Watermark, true);
                     // Thread names: PERF_RECORD_COMM when a thread renames itself (one event
                     // per thread and CPU asks for them).

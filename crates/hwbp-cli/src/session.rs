@@ -159,7 +159,7 @@ pub fn watch(
                     true
                 }
             },
-            Until::Process(p) => !std::path::Path::new(&format!("/proc/{p}")).exists(),
+            Until::Process(p) => !alive(*p),
         };
         let last = ended || timed_out || outcome.signal.is_some() || filter.done();
         if !last {
@@ -261,6 +261,19 @@ pub fn watch(
             .map_err(|e| Failure::failed(anyhow::Error::new(e).context("--trace-out")))?;
     }
     Ok((outcome, summary))
+}
+
+/// Whether `pid` still runs: it exists and is not a zombie (`/proc/PID/stat` state `Z`/`X`),
+/// which it stays until its parent reaps it.
+pub fn alive(pid: Pid) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "PID (comm) S ...": the state follows the last ')'.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| !matches!(state, 'Z' | 'X')),
+        Err(_) => false,
+    }
 }
 
 /// A thread's (or, with `None`, the process's) name from `/proc`.

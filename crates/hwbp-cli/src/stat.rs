@@ -212,7 +212,7 @@ fn watch_until(
             }
         } else if launch::stop_signal().is_some()
             || duration.is_some_and(|d| start.elapsed() >= d)
-            || !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || !session::alive(pid)
         {
             return Ok(None);
         }
