@@ -177,7 +177,7 @@ impl Stream {
         let wopts = WatchOptions {
             disabled: true,
             sampling: Some(sampling),
-            sigtrap: None,
+            ..WatchOptions::default()
         };
         let mut watch = Watch::with_options(target, spec, &wopts)?;
         let sys = RealSys;

@@ -180,3 +180,51 @@ mod tests {
         assert_eq!(cpus("x"), None);
     }
 }
+
+/// The scheduler state letter of a thread (`/proc/PID/task/TID/stat`, field 3): `R`, `S`,
+/// `D`, `T` (stopped), `t` (traced), `Z`, ... `None` if it is gone.
+pub fn thread_state(pid: Pid, tid: Tid) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    // "tid (comm) S ...": comm may contain spaces and parentheses; the state follows the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.trim_start().chars().next()
+}
+
+/// Stops a process (SIGSTOP) so that no thread can be created while it is armed, and resumes
+/// it (SIGCONT) when dropped — unless it was already stopped, then it is left as it was.
+#[derive(Debug)]
+pub struct Freeze {
+    pid: Pid,
+    resume: bool,
+}
+
+impl Freeze {
+    /// Stops `pid` and waits until every thread is stopped (or gone). `None` if it cannot be
+    /// frozen within ~1 s (a thread stuck in an uninterruptible sleep, or a tracer that
+    /// intercepts the SIGSTOP); the process is then resumed.
+    pub fn stop(pid: Pid) -> Option<Freeze> {
+        use crate::sys::{send_job_signal, JobSignal};
+        let stopped = |t: &Tid| matches!(thread_state(pid, *t), None | Some('T' | 't' | 'Z' | 'X'));
+        let already = list_threads(pid).ok()?.iter().all(stopped);
+        if already {
+            return Some(Freeze { pid, resume: false });
+        }
+        send_job_signal(pid, JobSignal::Stop).ok()?;
+        let freeze = Freeze { pid, resume: true };
+        for _ in 0..1000 {
+            if list_threads(pid).ok()?.iter().all(stopped) {
+                return Some(freeze);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        None
+    }
+}
+
+impl Drop for Freeze {
+    fn drop(&mut self) {
+        if self.resume {
+            let _ = crate::sys::send_job_signal(self.pid, crate::sys::JobSignal::Cont);
+        }
+    }
+}

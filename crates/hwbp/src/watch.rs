@@ -39,6 +39,23 @@ pub struct Sampling {
     pub sample_stack_user: u32,
 }
 
+/// How the threads of a process target are armed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ProcessArming {
+    /// Another process is stopped (SIGSTOP) while its threads are listed and armed, then
+    /// resumed (SIGCONT; a process that was already stopped stays stopped): no thread can
+    /// appear meanwhile, so every thread is covered exactly once. The process (and its parent,
+    /// through SIGCHLD) sees a brief stop. If it cannot be stopped within ~1 s, arming falls
+    /// back to [`ProcessArming::Live`]. The calling process itself is always armed live.
+    #[default]
+    Freeze,
+    /// Arm while the process runs, re-listing `/proc/PID/task` until no new thread appears.
+    /// Races with threads created during arming: one created by an already-armed thread
+    /// inherits the watch and is then armed again when listed (its hits count twice); one
+    /// created and exited before the next listing is never seen (its hits are not counted).
+    Live,
+}
+
 /// How a watch is armed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct WatchOptions {
@@ -52,6 +69,8 @@ pub struct WatchOptions {
     /// `Some(sig_data)`: synchronous SIGTRAP in the accessing thread (`sigtrap` +
     /// `remove_on_exec`); task targets only.
     pub sigtrap: Option<u64>,
+    /// How the threads of a [`Target::Process`] are armed.
+    pub process_arming: ProcessArming,
 }
 
 /// One perf event of a watch.
@@ -102,6 +121,7 @@ pub struct Watch {
     spec: Spec,
     pieces: Vec<Chunk>,
     template: PerfEventAttr,
+    process_arming: ProcessArming,
     enabled: bool,
     events: Vec<Event>,
     /// Counts of events closed by modify/refresh.
@@ -134,6 +154,7 @@ impl Watch {
             spec,
             pieces,
             template,
+            process_arming: opts.process_arming,
             enabled: !opts.disabled,
             events: Vec::new(),
             retired: 0,
@@ -478,13 +499,17 @@ impl Watch {
     /// Opens `pieces` on every thread of `pid`, re-listing `/proc/PID/task` until a listing
     /// shows no thread that has not been armed.
     ///
-    /// Why that closes the race: each event has `inherit`, so a thread created *after* its
-    /// creator was armed inherits the watch. A thread created *before* its creator was armed
-    /// shows up in the next listing (if it is still alive) and is armed then. Remaining race:
-    /// a thread that is created and exits entirely within one arming pass (after the listing,
-    /// before its creator was armed) is never seen, so its hits are not counted. Threads that
-    /// exit between listing and arming (`ESRCH`) are skipped.
+    /// Each event has `inherit`, so a thread created after its creator was armed inherits the
+    /// watch. With [`ProcessArming::Freeze`] (another process) no thread runs while arming, so
+    /// the listing is complete and nothing is inherited meanwhile: every thread is covered
+    /// exactly once. Live arming (this process, or a process that could not be frozen) races
+    /// with threads created meanwhile — see [`ProcessArming::Live`]. Threads that exit between
+    /// listing and arming (`ESRCH`) are skipped.
     fn open_on_process(&self, pid: Pid, pieces: &[u32]) -> Result<Vec<Event>, Error> {
+        let _frozen = match self.process_arming {
+            ProcessArming::Freeze if pid != Pid::current() => target::Freeze::stop(pid),
+            _ => None,
+        };
         let mut done: BTreeSet<Tid> = BTreeSet::new();
         let mut out = Vec::new();
         // Stream delivery mmaps the events, and the kernel refuses mmap of an inherited

@@ -135,6 +135,27 @@ fn process_threads_before_and_after_arming_are_counted_after_exit() {
 }
 
 #[test]
+fn process_threads_created_during_arming_are_all_covered() {
+    let _hw = hw_shared();
+    const N: u64 = 100;
+    let mut child = ChildProc::spawn(&format!("churn:{N}"));
+    let addr = parse_hex(&child.expect("ready"));
+    // Threads keep appearing while this arms: the re-listing loop must leave none uncovered
+    // (every one of them is alive until it has written).
+    let w = Watch::new(
+        Target::Process(child.pid()),
+        Spec::user(addr, 8, Access::Write),
+    )
+    .unwrap();
+    child.say("stop");
+    let created: u64 = child.expect("created").parse().unwrap();
+    child.say("go");
+    child.expect("done");
+    assert_eq!(w.count().unwrap(), created * N, "{created} threads");
+    child.finish();
+}
+
+#[test]
 fn kernel_writes_count_only_when_asked() {
     let _hw = hw_shared();
     let mut buf = Box::new([1u8; 8]);

@@ -349,6 +349,30 @@ pub fn current_cpu() -> Option<Cpu> {
     Cpu::new(u32::try_from(ret).ok()?)
 }
 
+/// A job-control signal hwbp sends to freeze a process while arming it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobSignal {
+    /// `SIGSTOP`: every thread stops (group stop); new threads join the stop.
+    Stop,
+    /// `SIGCONT`: resume.
+    Cont,
+}
+
+/// `kill(pid, SIGSTOP | SIGCONT)`.
+pub fn send_job_signal(pid: Pid, sig: JobSignal) -> Result<(), Errno> {
+    let signo = match sig {
+        JobSignal::Stop => libc::SIGSTOP,
+        JobSignal::Cont => libc::SIGCONT,
+    };
+    // SAFETY: kill(2) takes two integers and touches no memory of ours; `pid` is a positive
+    // process id (never 0 or -1, which would signal groups).
+    let ret = unsafe { libc::kill(pid.0, signo) };
+    if ret < 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
+}
+
 /// How [`lock_file`] locks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LockMode {
