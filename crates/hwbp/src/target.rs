@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use crate::error::{Error, Op};
 use crate::sys::{Cpu, Errno, Pid, Tid};
@@ -145,8 +146,9 @@ pub fn process_of(tid: Tid) -> Option<Pid> {
 }
 
 /// How many perf-event fds a process holds (`/proc/PID/fd/* -> anon_inode:[perf_event]`),
-/// leaving out the raw fd numbers in `except` (our own, when the process is us).
-pub fn perf_fds_of(pid: Pid, except: &[i32]) -> Option<u32> {
+/// leaving out the fds in `except` (our own, when the process is us).
+pub fn perf_fds_of(pid: Pid, except: &[BorrowedFd<'_>]) -> Option<u32> {
+    let except: Vec<i32> = except.iter().map(|fd| fd.as_raw_fd()).collect();
     let mut n = 0;
     let dir = fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
     for e in dir.flatten() {
@@ -199,25 +201,32 @@ pub struct Freeze {
 }
 
 impl Freeze {
-    /// Stops `pid` and waits until every thread is stopped (or gone). `None` if it cannot be
-    /// frozen within ~1 s (a thread stuck in an uninterruptible sleep, or a tracer that
-    /// intercepts the SIGSTOP); the process is then resumed.
-    pub fn stop(pid: Pid) -> Option<Freeze> {
+    /// Stops `pid` and waits until every thread is stopped (or gone). Fails with the
+    /// thread that did not stop within ~1 s (stuck in an uninterruptible sleep, or a tracer
+    /// intercepted the SIGSTOP); the process is then resumed.
+    pub fn stop(pid: Pid) -> Result<Freeze, Error> {
         use crate::sys::{send_job_signal, JobSignal};
         let stopped = |t: &Tid| matches!(thread_state(pid, *t), None | Some('T' | 't' | 'Z' | 'X'));
-        let already = list_threads(pid).ok()?.iter().all(stopped);
-        if already {
-            return Some(Freeze { pid, resume: false });
+        if list_threads(pid)?.iter().all(stopped) {
+            return Ok(Freeze { pid, resume: false });
         }
-        send_job_signal(pid, JobSignal::Stop).ok()?;
+        send_job_signal(pid, JobSignal::Stop)
+            .map_err(|errno| Error::sys(Op::Freeze, None, errno, &Default::default()))?;
         let freeze = Freeze { pid, resume: true };
+        let mut running = None;
         for _ in 0..1000 {
-            if list_threads(pid).ok()?.iter().all(stopped) {
-                return Some(freeze);
+            running = list_threads(pid)?.into_iter().find(|t| !stopped(t));
+            if running.is_none() {
+                return Ok(freeze);
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        None
+        let tid = running.unwrap_or(pid.leader());
+        Err(Error::FreezeFailed {
+            pid,
+            tid,
+            state: thread_state(pid, tid).unwrap_or('?'),
+        })
     }
 }
 

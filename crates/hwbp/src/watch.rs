@@ -9,7 +9,7 @@
 //! Not for: choosing pieces (hwbp-core's planner) or the syscalls themselves ([`crate::sys`]).
 
 use std::collections::BTreeSet;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 use hwbp_core::arch::{Arch, Chunk, NativeArch};
@@ -45,8 +45,9 @@ pub enum ProcessArming {
     /// Another process is stopped (SIGSTOP) while its threads are listed and armed, then
     /// resumed (SIGCONT; a process that was already stopped stays stopped): no thread can
     /// appear meanwhile, so every thread is covered exactly once. The process (and its parent,
-    /// through SIGCHLD) sees a brief stop. If it cannot be stopped within ~1 s, arming falls
-    /// back to [`ProcessArming::Live`]. The calling process itself is always armed live.
+    /// through SIGCHLD) sees a brief stop. If a thread does not stop within ~1 s, arming fails
+    /// with [`Error::FreezeFailed`] (no silent fallback). The calling process cannot stop
+    /// itself: it is always armed live ([`Watch::armed_live`] says so).
     #[default]
     Freeze,
     /// Arm while the process runs, re-listing `/proc/PID/task` until no new thread appears.
@@ -199,6 +200,15 @@ impl Watch {
     /// The planned pieces (one hardware slot each, per thread or CPU).
     pub fn pieces(&self) -> &[Chunk] {
         &self.pieces
+    }
+
+    /// Whether a process target was armed live, i.e. with the races of
+    /// [`ProcessArming::Live`] (asked for, or the target is the calling process).
+    pub fn armed_live(&self) -> bool {
+        match self.target {
+            Target::Process(p) => self.process_arming == ProcessArming::Live || p == Pid::current(),
+            _ => false,
+        }
     }
 
     /// Whether the watch counts (see [`Watch::enable`]).
@@ -507,7 +517,7 @@ impl Watch {
     /// listing and arming (`ESRCH`) are skipped.
     fn open_on_process(&self, pid: Pid, pieces: &[u32]) -> Result<Vec<Event>, Error> {
         let _frozen = match self.process_arming {
-            ProcessArming::Freeze if pid != Pid::current() => target::Freeze::stop(pid),
+            ProcessArming::Freeze if pid != Pid::current() => Some(target::Freeze::stop(pid)?),
             _ => None,
         };
         let mut done: BTreeSet<Tid> = BTreeSet::new();
@@ -575,8 +585,8 @@ impl Watch {
             };
             if let Some(pid) = pid {
                 holders.tracer = target::tracer_of(pid);
-                let mut except: Vec<i32> = ours.iter().map(|e| e.fd.as_raw_fd()).collect();
-                except.extend(self.events.iter().map(|e| e.fd.as_raw_fd()));
+                let mut except: Vec<BorrowedFd<'_>> = ours.iter().map(|e| e.fd.as_fd()).collect();
+                except.extend(self.events.iter().map(|e| e.fd.as_fd()));
                 let except = if pid == Pid::current() {
                     except
                 } else {

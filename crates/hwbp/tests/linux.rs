@@ -125,6 +125,8 @@ fn process_threads_before_and_after_arming_are_counted_after_exit() {
     .unwrap();
     // The role's threads, plus libtest's main thread: at least 4 events, one per thread.
     assert!(w.event_count() >= 4, "{} events", w.event_count());
+    // Another process: frozen while armed, not live.
+    assert!(!w.armed_live());
     child.say("go");
     child.expect("done");
     // 3 threads from before arming, the role's own thread, 4 created after: all exited
@@ -480,6 +482,15 @@ fn every_errno_maps_to_a_cause_and_a_fix() {
     let mut w =
         Watch::with_sys(Arc::new(FakeSys::new()), me, spec, &WatchOptions::default()).unwrap();
     assert_eq!(w.modify(kernel), Err(Error::PrivilegeChange));
+    // This process cannot stop itself: a watch on it is armed live, and says so.
+    let own = Watch::with_sys(
+        Arc::new(FakeSys::new()),
+        Target::current_process(),
+        spec,
+        &WatchOptions::default(),
+    )
+    .unwrap();
+    assert!(own.armed_live());
 }
 
 #[test]
