@@ -232,14 +232,15 @@ impl Sys for RealSys {
             Scope::ThreadOnCpu(t, c) => (t.0, c.0 as libc::c_int),
         };
         let group_fd = group.map_or(-1, |g| g.as_raw_fd());
-        // SAFETY: `attr` points to a live, initialised 128-byte perf_event_attr whose `size`
-        // field says 128; the kernel only reads it (and on E2BIG writes `size` back, which it
-        // cannot here since 128 is a size every >=5.13 kernel knows, and older ones return E2BIG
-        // after writing into the same 128 bytes we own). group_fd is -1 or a borrowed live fd.
+        // The kernel may write `size` back (E2BIG, `perf_copy_attr()`): give it our own copy.
+        let mut attr = *attr;
+        // SAFETY: `attr` is a live, initialised, writable 128-byte perf_event_attr whose `size`
+        // says 128; the kernel reads it and at most writes its `size` field. group_fd is -1 or
+        // a borrowed live fd; the other arguments are integers.
         let ret = unsafe {
             libc::syscall(
                 libc::SYS_perf_event_open,
-                attr as *const PerfEventAttr,
+                &mut attr as *mut PerfEventAttr,
                 pid,
                 cpu,
                 group_fd,
@@ -258,11 +259,16 @@ impl Sys for RealSys {
     fn ioctl(&self, fd: BorrowedFd<'_>, op: Ioctl<'_>) -> Result<u64, Errno> {
         let raw = fd.as_raw_fd();
         let mut id: u64 = 0;
+        // MODIFY_ATTRIBUTES copies the attr like perf_event_open (it may write `size` back).
+        let mut new_attr = match op {
+            Ioctl::ModifyAttributes(a) => *a,
+            _ => PerfEventAttr::default(),
+        };
         // SAFETY (all arms): `raw` is a live descriptor borrowed for this call. ENABLE,
         // DISABLE and RESET take an integer flags argument (0 = this event and its inherited
         // children). SET_OUTPUT takes an fd (-1 = none). ID writes one u64 into `id`, which
-        // lives until the call returns. MODIFY_ATTRIBUTES reads a 128-byte perf_event_attr
-        // from a live reference.
+        // lives until the call returns. MODIFY_ATTRIBUTES reads our writable 128-byte copy
+        // `new_attr` (and at most writes its `size`).
         let ret = unsafe {
             match op {
                 Ioctl::Enable => libc::ioctl(raw, IOC_ENABLE as _, 0),
@@ -272,10 +278,10 @@ impl Sys for RealSys {
                     libc::ioctl(raw, IOC_SET_OUTPUT as _, to.map_or(-1, |t| t.as_raw_fd()))
                 }
                 Ioctl::Id => libc::ioctl(raw, IOC_ID as _, &mut id as *mut u64),
-                Ioctl::ModifyAttributes(attr) => libc::ioctl(
+                Ioctl::ModifyAttributes(_) => libc::ioctl(
                     raw,
                     IOC_MODIFY_ATTRIBUTES as _,
-                    attr as *const PerfEventAttr,
+                    &mut new_attr as *mut PerfEventAttr,
                 ),
             }
         };
