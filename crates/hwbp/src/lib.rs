@@ -5,7 +5,7 @@
 //! created later, one CPU, or every CPU (hotplug-aware) — and counts every access exactly.
 //! Arming and modifying are transactional. [`caps()`] reports what this machine allows.
 //!
-//! Where `unsafe` lives: only in [`sys`] (every system call) and its `mmap`/`signal`
+//! Where `unsafe` lives: only in [`sys`] (every system call) and its `mmap`/`signal`/`clock`
 //! submodules. Everything else is safe code over [`std::os::fd::OwnedFd`], [`Tid`], [`Pid`]
 //! and [`Cpu`].
 //!

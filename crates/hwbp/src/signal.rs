@@ -25,7 +25,9 @@
 //! action, gets the default action (the process dies with SIGTRAP, as without hwbp). A
 //! `TRAP_PERF` signal for a sink that was already dropped is counted in [`stray_traps`] and
 //! ignored; one whose `sig_data` is not hwbp's at all is counted in [`foreign_traps`] and
-//! chained (dropped if nothing else handles SIGTRAP).
+//! chained (dropped if nothing else handles SIGTRAP). hwbp's handler must stay installed: a
+//! SIGTRAP handler the program installs *after* the first sink replaces it, and hwbp then
+//! sees no hits (its counts stay correct in [`Watch::count`]).
 //!
 //! # What may run inside the callback
 //!
