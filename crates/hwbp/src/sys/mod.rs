@@ -14,6 +14,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use crate::attr::PerfEventAttr;
 
+pub mod clock;
 pub mod mmap;
 pub mod signal;
 
