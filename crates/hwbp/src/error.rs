@@ -68,9 +68,12 @@ pub struct Holders {
     /// perf events (`anon_inode:[perf_event]` fds) the target process holds itself, not
     /// counting this watch's; `None` if its fd table could not be read.
     pub process_perf_events: Option<u32>,
-    /// The failing event is CPU-bound, or the target is a thread: CPU-wide breakpoints of
-    /// any process on any CPU count against every thread (`C[c] + TP(c) <= slots`).
+    /// CPU-wide breakpoints of any process count against every thread
+    /// (`C[c] + TP(c) <= slots`).
     pub cpu_wide_possible: bool,
+    /// The failing event is CPU-bound: the busiest thread's breakpoints on that CPU count too
+    /// (`C[c] + max over tasks TP(c) <= slots`), whichever process it belongs to.
+    pub cpu_bound: bool,
 }
 
 /// The probable cause of a failed system call, with the fix.
@@ -131,6 +134,9 @@ impl fmt::Display for Cause {
                 }
                 if holders.cpu_wide_possible {
                     f.write_str("CPU-wide breakpoints (perf record -a, bpftrace watchpoint, another hwbp --cpu) take slots from every thread; ")?;
+                }
+                if holders.cpu_bound {
+                    f.write_str("on a CPU, the thread with the most breakpoints (e.g. a debugger's tracee) limits CPU-wide ones too; ")?;
                 }
                 f.write_str("remove other watches or watch a smaller, aligned region")
             }

@@ -575,6 +575,7 @@ impl Watch {
     ) -> Error {
         let mut holders = Holders {
             cpu_wide_possible: true,
+            cpu_bound: matches!(scope, Scope::Cpu(_)),
             ..Holders::default()
         };
         if errno == Errno::ENOSPC {
