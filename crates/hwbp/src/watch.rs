@@ -255,7 +255,7 @@ impl Watch {
     /// Turns counting on for every event (and inherited child).
     pub fn enable(&mut self) -> Result<(), Error> {
         self.ioctl_all(Ioctl::Enable, Op::Enable)?;
-        self.enabled = true;
+        self.set_enabled(true);
         Ok(())
     }
 
@@ -263,8 +263,17 @@ impl Watch {
     /// of a slot.
     pub fn disable(&mut self) -> Result<(), Error> {
         self.ioctl_all(Ioctl::Disable, Op::Disable)?;
-        self.enabled = false;
+        self.set_enabled(false);
         Ok(())
+    }
+
+    /// Records the state in every event's attr too: a modify (or its rollback) passes
+    /// `disabled`, and the kernel re-enables an event modified with `disabled = 0`.
+    fn set_enabled(&mut self, on: bool) {
+        self.enabled = on;
+        for e in &mut self.events {
+            e.attr.set_flag(Flag::Disabled, !on);
+        }
     }
 
     /// Sets every count to zero (retired counts too).

@@ -241,6 +241,14 @@ fn failed_modify_keeps_the_old_watch_armed_and_counting() {
     words[2].store(2, Ordering::Relaxed);
     assert_eq!(w.count().unwrap(), 3);
 
+    // A disabled watch stays disabled through a failed (rolled back) modify.
+    w.disable().unwrap();
+    sys.fail_modify(2, Errno::EINVAL);
+    assert!(w.modify(Spec::user(base + 8, 16, Access::Write)).is_err());
+    words[0].store(9, Ordering::Relaxed);
+    assert_eq!(w.count().unwrap(), 3);
+    w.enable().unwrap();
+
     // Real kernel, real refusal: growing to 3 pieces needs a slot that is not there.
     let w2 = Watch::new(
         Target::current_thread(),
