@@ -42,19 +42,22 @@ pub struct Sampling {
 /// How the threads of a process target are armed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum ProcessArming {
-    /// Another process is stopped (SIGSTOP) while its threads are listed and armed, then
-    /// resumed (SIGCONT; a process that was already stopped stays stopped): no thread can
-    /// appear meanwhile, so every thread is covered exactly once. The process (and its parent,
-    /// through SIGCHLD) sees a brief stop. If a thread does not stop within ~1 s, arming fails
-    /// with [`Error::FreezeFailed`] (no silent fallback). The calling process cannot stop
-    /// itself: it is always armed live ([`Watch::armed_live`] says so).
-    #[default]
-    Freeze,
     /// Arm while the process runs, re-listing `/proc/PID/task` until no new thread appears.
-    /// Races with threads created during arming: one created by an already-armed thread
-    /// inherits the watch and is then armed again when listed (its hits count twice); one
-    /// created and exited before the next listing is never seen (its hits are not counted).
+    /// Races with threads created during arming (a window of milliseconds): one created by an
+    /// already-armed thread inherits the watch and is then armed again when listed (its hits
+    /// count twice); one created by a not-yet-armed thread and exited before the next listing
+    /// is never seen (its hits are not counted). Threads that exist before arming, and all
+    /// threads created after it, are covered exactly once.
+    #[default]
     Live,
+    /// Stop another process (SIGSTOP) while its threads are listed and armed, then resume it
+    /// (SIGCONT; a process that was already stopped stays stopped): no thread can appear
+    /// meanwhile, so every thread is covered exactly once. Costs a visible job-control stop:
+    /// the parent gets SIGCHLD, and a shell whose foreground job this is reports it stopped
+    /// and takes the terminal back. If a thread does not stop within ~1 s, arming fails with
+    /// [`Error::FreezeFailed`] (no silent fallback). The calling process cannot stop itself:
+    /// it is always armed live ([`Watch::armed_live`] says so).
+    Freeze,
 }
 
 /// How a watch is armed.

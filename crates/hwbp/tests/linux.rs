@@ -125,8 +125,8 @@ fn process_threads_before_and_after_arming_are_counted_after_exit() {
     .unwrap();
     // The role's threads, plus libtest's main thread: at least 4 events, one per thread.
     assert!(w.event_count() >= 4, "{} events", w.event_count());
-    // Another process: frozen while armed, not live.
-    assert!(!w.armed_live());
+    // The default arms live; no thread appears while arming here, so that is exact.
+    assert!(w.armed_live());
     child.say("go");
     child.expect("done");
     // 3 threads from before arming, the role's own thread, 4 created after: all exited
@@ -142,13 +142,19 @@ fn process_threads_created_during_arming_are_all_covered() {
     const N: u64 = 100;
     let mut child = ChildProc::spawn(&format!("churn:{N}"));
     let addr = parse_hex(&child.expect("ready"));
-    // Threads keep appearing while this arms: the re-listing loop must leave none uncovered
-    // (every one of them is alive until it has written).
-    let w = Watch::new(
+    // Threads keep appearing while this arms. Frozen arming must cover each exactly once
+    // (every one of them is alive until it has written). Live arming would count some twice.
+    let opts = WatchOptions {
+        process_arming: hwbp::watch::ProcessArming::Freeze,
+        ..WatchOptions::default()
+    };
+    let w = Watch::with_options(
         Target::Process(child.pid()),
         Spec::user(addr, 8, Access::Write),
+        &opts,
     )
     .unwrap();
+    assert!(!w.armed_live());
     child.say("stop");
     let created: u64 = child.expect("created").parse().unwrap();
     child.say("go");
