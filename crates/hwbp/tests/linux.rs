@@ -132,6 +132,10 @@ fn process_threads_before_and_after_arming_are_counted_after_exit() {
     // 3 threads from before arming, the role's own thread, 4 created after: all exited
     // except the role's thread.
     assert_eq!(w.count().unwrap(), 8 * N);
+    // Events of exited threads do not block a modify of the whole watch.
+    let mut w = w;
+    w.modify(Spec::user(addr, 8, Access::ReadWrite)).unwrap();
+    assert_eq!(w.count().unwrap(), 8 * N);
     child.finish();
     assert_eq!(w.count().unwrap(), 8 * N);
 }
