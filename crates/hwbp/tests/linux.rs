@@ -625,8 +625,17 @@ impl OnlineGuard {
     fn path(&self) -> String {
         format!("/sys/devices/system/cpu/cpu{}/online", self.0)
     }
+    /// Offlining leaves a marker naming the CPU, removed once it is back online, so a run
+    /// killed in between (no Drop) is repaired by the next run's [`hw_exclusive`].
     fn set(&self, online: bool) -> std::io::Result<()> {
-        std::fs::write(self.path(), if online { "1" } else { "0" })
+        if !online {
+            std::fs::write(OFFLINED_MARKER, self.0.to_string())?;
+        }
+        std::fs::write(self.path(), if online { "1" } else { "0" })?;
+        if online {
+            let _ = std::fs::remove_file(OFFLINED_MARKER);
+        }
+        Ok(())
     }
 }
 
