@@ -1,5 +1,8 @@
-//! Every `unsafe` system call of hwbp (except the ring-buffer `mmap` in `sys/mmap.rs` and the
-//! signal handler in `sys/signal.rs`), behind the [`Sys`] trait.
+//! Every `unsafe` system call of hwbp (except the ring-buffer `mmap` in `sys/mmap.rs`, the
+//! signal handler in `sys/signal.rs` and `clock_gettime` in `sys/clock.rs`). The perf event
+//! calls (perf_event_open, the perf ioctls, read) are behind the [`Sys`] trait; helpers that
+//! tests and process freezing need (gettid, sched_setaffinity/getcpu, flock, kill) are plain
+//! functions.
 //!
 //! Above this module everything is safe: file descriptors are [`OwnedFd`]/[`BorrowedFd`],
 //! processes, threads and CPUs are [`Pid`], [`Tid`] and [`Cpu`], failures are [`Errno`].
