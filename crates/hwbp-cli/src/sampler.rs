@@ -220,6 +220,8 @@ impl Sampler {
                             tracer: target::tracer_of(pid).filter(|t| *t != Pid::current()),
                             process_perf_events: None,
                             cpu_wide_possible: true,
+                            // Task events pinned to a CPU: the task's own slots are the limit.
+                            cpu_bound: false,
                         };
                         let ctx = ErrorCtx {
                             attr: Some(bp),

@@ -1,11 +1,13 @@
 //! Per-hit cost of hwbp's count, stream and signal delivery against raw `perf_event_open`
 //! doing the same work (benches/hits_ref.c, compiled here with the system `cc`), in one run.
 //!
-//! `cargo bench -p hwbp --bench hits` (env: `HWBP_BENCH_HITS`, default 200000 hits per run;
-//! `HWBP_BENCH_REPS`, default 9; `HWBP_BENCH_SEED`). A run is N stores to one watched 8-byte
+//! `cargo bench -p hwbp --bench hits` (env: `HWBP_BENCH_HITS`, default 100000 hits per run;
+//! `HWBP_BENCH_REPS`, default 9; `HWBP_BENCH_SEED`; `HWBP_BENCH_ONLY=signal` runs only the
+//! modes whose name contains that text). A run is N stores to one watched 8-byte
 //! word of the measuring thread in chunks of 1000 (stream and signal drain after each chunk),
-//! timed from the first store to the end of the last drain (arming excluded); each run's hit
-//! count is checked exactly. Every repetition runs every (raw, hwbp) pair once, pairs in a
+//! timed from the first store to the end of the last drain (arming excluded) both in wall
+//! time and in the storing thread's CPU time (which leaves out other processes' load on this
+//! shared machine); each run's hit count is checked exactly. Every repetition runs every (raw, hwbp) pair once, pairs in a
 //! freshly shuffled order and raw-first or hwbp-first at random, the two runs of a pair back
 //! to back so they see the same machine load. Reported: median per-hit µs [min–max], and
 //! hwbp/raw both as the ratio of medians and as the median of the per-pair ratios.
@@ -17,10 +19,41 @@ use std::time::Instant;
 
 use hwbp::signal::{Capture, SignalOptions, SignalWatch};
 use hwbp::stream::{Stream, StreamOptions};
+use hwbp::sys::clock::thread_cpu_time;
 use hwbp::{Target, Watch};
 use hwbp_core::{Access, Spec};
 
 const CHUNK: u64 = 1000;
+
+/// Time of one run: wall clock and the measuring thread's CPU time, in ns.
+#[derive(Clone, Copy, Debug)]
+struct Took {
+    wall_ns: u64,
+    cpu_ns: u64,
+}
+
+/// Starts timing a run.
+struct Timer {
+    wall: Instant,
+    cpu: std::time::Duration,
+}
+
+impl Timer {
+    fn start() -> Timer {
+        Timer {
+            cpu: thread_cpu_time(),
+            wall: Instant::now(),
+        }
+    }
+    fn stop(self) -> Took {
+        let cpu = thread_cpu_time();
+        let wall = self.wall.elapsed();
+        Took {
+            wall_ns: wall.as_nanos() as u64,
+            cpu_ns: (cpu - self.cpu).as_nanos() as u64,
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Config {
@@ -69,7 +102,7 @@ fn compile_reference() -> Result<PathBuf, String> {
     Ok(out)
 }
 
-fn run_raw(bin: &PathBuf, mode: &str, n: u64) -> u64 {
+fn run_raw(bin: &PathBuf, mode: &str, n: u64) -> Took {
     let out = Command::new(bin)
         .args([mode, &n.to_string(), &CHUNK.to_string()])
         .output()
@@ -82,10 +115,10 @@ fn run_raw(bin: &PathBuf, mode: &str, n: u64) -> u64 {
         text
     );
     let mut it = text.split_whitespace();
-    let ns: u64 = it.next().and_then(|v| v.parse().ok()).expect("ns");
-    let seen: u64 = it.next().and_then(|v| v.parse().ok()).expect("hits");
+    let mut field = || -> u64 { it.next().and_then(|v| v.parse().ok()).expect("a number") };
+    let (wall_ns, cpu_ns, seen) = (field(), field(), field());
     assert_eq!(seen, n, "raw {mode} saw {seen} hits");
-    ns
+    Took { wall_ns, cpu_ns }
 }
 
 fn stores(word: &AtomicU64, from: u64, n: u64) -> u64 {
@@ -96,19 +129,19 @@ fn stores(word: &AtomicU64, from: u64, n: u64) -> u64 {
     end
 }
 
-fn run_hwbp(config: Config, n: u64) -> u64 {
+fn run_hwbp(config: Config, n: u64) -> Took {
     let word = Box::new(AtomicU64::new(0));
     let spec = Spec::user(word.as_ptr() as u64, 8, Access::Write);
     let me = Target::current_thread();
     match config {
         Config::Count => {
             let w = Watch::new(me, spec).expect("arm count");
-            let t0 = Instant::now();
+            let t0 = Timer::start();
             let mut done = 0;
             while done < n {
                 done = stores(&word, done, n);
             }
-            let ns = t0.elapsed().as_nanos() as u64;
+            let ns = t0.stop();
             assert_eq!(w.count().unwrap(), n);
             ns
         }
@@ -119,7 +152,7 @@ fn run_hwbp(config: Config, n: u64) -> u64 {
             };
             let mut s = Stream::new(me, spec, &opts).expect("arm stream");
             let mut sum = 0u64;
-            let t0 = Instant::now();
+            let t0 = Timer::start();
             let mut done = 0;
             while done < n {
                 done = stores(&word, done, n);
@@ -135,7 +168,7 @@ fn run_hwbp(config: Config, n: u64) -> u64 {
                     );
                 });
             }
-            let ns = t0.elapsed().as_nanos() as u64;
+            let ns = t0.stop();
             std::hint::black_box(sum);
             let st = s.stats().ring;
             assert_eq!((st.samples, st.lost), (n, 0), "{st:?}");
@@ -151,14 +184,14 @@ fn run_hwbp(config: Config, n: u64) -> u64 {
             };
             let w = SignalWatch::new(me, spec, opts).expect("arm signal");
             let mut sum = 0u64;
-            let t0 = Instant::now();
+            let t0 = Timer::start();
             let mut done = 0;
             while done < n {
                 done = stores(&word, done, n);
                 w.sink()
                     .drain(|h| sum = sum.wrapping_add(h.addr ^ h.value.unwrap_or(0)));
             }
-            let ns = t0.elapsed().as_nanos() as u64;
+            let ns = t0.stop();
             std::hint::black_box(sum);
             assert_eq!(w.sink().hits(), n);
             assert_eq!(w.sink().queue_dropped(), 0);
@@ -186,18 +219,57 @@ const PAIRS: [(Config, Config); 4] = [
     (Config::SignalCapture, Config::RawSignal),
 ];
 
-fn run(bin: &PathBuf, config: Config, n: u64) -> f64 {
-    let ns = match config {
+/// µs per hit of one run: (wall, thread CPU).
+fn run(bin: &PathBuf, config: Config, n: u64) -> (f64, f64) {
+    let t = match config {
         Config::RawCount => run_raw(bin, "count", n),
         Config::RawStream => run_raw(bin, "stream", n),
         Config::RawSignal => run_raw(bin, "signal", n),
         _ => run_hwbp(config, n),
     };
-    ns as f64 / n as f64 / 1000.0
+    let us = |ns: u64| ns as f64 / n as f64 / 1000.0;
+    (us(t.wall_ns), us(t.cpu_ns))
+}
+
+/// Prints one table: `pick` chooses wall (0) or CPU (1) time from each run.
+fn table(title: &str, hw: &[Vec<(f64, f64)>], raw: &[Vec<(f64, f64)>], pick: usize) {
+    let get = |v: &[(f64, f64)]| -> Vec<f64> {
+        v.iter()
+            .map(|t| if pick == 0 { t.0 } else { t.1 })
+            .collect()
+    };
+    let span = |v: &[f64]| {
+        let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().cloned().fold(0f64, f64::max);
+        format!("{:.2} [{lo:.2}–{hi:.2}]", median(&mut v.to_vec()))
+    };
+    println!("\n{title}\n");
+    println!(
+        "| mode | raw µs/hit: median [min–max] | hwbp µs/hit: median [min–max] | \
+         hwbp/raw: ratio of medians | hwbp/raw: median of paired ratios [min–max] |"
+    );
+    println!("|---|---|---|---|---|");
+    for (p, (h, _)) in PAIRS.iter().enumerate() {
+        if hw[p].is_empty() {
+            continue;
+        }
+        let (hv, rv) = (get(&hw[p]), get(&raw[p]));
+        let mut paired: Vec<f64> = hv.iter().zip(&rv).map(|(a, b)| a / b).collect();
+        let lo = paired.iter().cloned().fold(f64::INFINITY, f64::min);
+        let hi = paired.iter().cloned().fold(0f64, f64::max);
+        let ratio = median(&mut hv.clone()) / median(&mut rv.clone());
+        println!(
+            "| {} | {} | {} | {ratio:.3}x | {:.3}x [{lo:.2}–{hi:.2}] |",
+            h.name(),
+            span(&rv),
+            span(&hv),
+            median(&mut paired)
+        );
+    }
 }
 
 fn main() {
-    let n = env_u64("HWBP_BENCH_HITS", 200_000);
+    let n = env_u64("HWBP_BENCH_HITS", 100_000);
     let reps = env_u64("HWBP_BENCH_REPS", 9) as usize;
     let mut seed = env_u64("HWBP_BENCH_SEED", 0);
     if seed == 0 {
@@ -221,11 +293,14 @@ fn main() {
         rng ^= rng << 17;
         rng
     };
-    // hwbp[pair][rep], raw[pair][rep]: µs per hit.
+    // hw[pair][rep], raw[pair][rep]: (wall, CPU) µs per hit.
     let mut hw = vec![Vec::new(); PAIRS.len()];
     let mut raw = vec![Vec::new(); PAIRS.len()];
     for rep in 0..reps {
-        let mut order: Vec<usize> = (0..PAIRS.len()).collect();
+        let only = std::env::var("HWBP_BENCH_ONLY").unwrap_or_default();
+        let mut order: Vec<usize> = (0..PAIRS.len())
+            .filter(|&p| PAIRS[p].0.name().contains(only.as_str()))
+            .collect();
         for i in (1..order.len()).rev() {
             order.swap(i, (next() % (i as u64 + 1)) as usize);
         }
@@ -241,27 +316,11 @@ fn main() {
         }
         eprintln!("hits: repetition {} of {reps} done", rep + 1);
     }
-    println!(
-        "| mode | raw µs/hit: median [min–max] | hwbp µs/hit: median [min–max] | \
-         hwbp/raw: ratio of medians | hwbp/raw: median of paired ratios [min–max] |"
+    table(
+        "Thread CPU time (CLOCK_THREAD_CPUTIME_ID of the storing thread)",
+        &hw,
+        &raw,
+        1,
     );
-    println!("|---|---|---|---|---|");
-    let span = |v: &[f64]| {
-        let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
-        let hi = v.iter().cloned().fold(0f64, f64::max);
-        format!("{:.2} [{lo:.2}–{hi:.2}]", median(&mut v.to_vec()))
-    };
-    for (p, (h, _)) in PAIRS.iter().enumerate() {
-        let mut paired: Vec<f64> = hw[p].iter().zip(&raw[p]).map(|(a, b)| a / b).collect();
-        let lo = paired.iter().cloned().fold(f64::INFINITY, f64::min);
-        let hi = paired.iter().cloned().fold(0f64, f64::max);
-        let ratio = median(&mut hw[p].clone()) / median(&mut raw[p].clone());
-        println!(
-            "| {} | {} | {} | {ratio:.3}x | {:.3}x [{lo:.2}–{hi:.2}] |",
-            h.name(),
-            span(&raw[p]),
-            span(&hw[p]),
-            median(&mut paired)
-        );
-    }
+    table("Wall time", &hw, &raw, 0);
 }

@@ -5,7 +5,8 @@
  *
  * Arms one 8-byte write breakpoint on a heap word of this thread, then does N stores in
  * chunks of CHUNK (stream: drains the ring after each chunk, reading every sample's fields),
- * and prints "<loop+drain ns> <hits seen>" on stdout. Exit status 2 if the hit count is wrong.
+ * and prints "<loop+drain wall ns> <loop+drain thread CPU ns> <hits seen> <checksum bit>" on
+ * stdout. Exit status 2 if the hit count is wrong.
  */
 #define _GNU_SOURCE
 #include <linux/hw_breakpoint.h>
@@ -31,9 +32,9 @@ static void on_trap(int sig, siginfo_t *info, void *ctx) {
     if (info->si_code == 6 /* TRAP_PERF */) sig_hits++;
 }
 
-static uint64_t now_ns(void) {
+static uint64_t now_ns(clockid_t clock) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
@@ -86,7 +87,7 @@ int main(int argc, char **argv) {
         data = (unsigned char *)m + pg->data_offset;
         size = pg->data_size;
     }
-    uint64_t t0 = now_ns();
+    uint64_t t0 = now_ns(CLOCK_MONOTONIC), c0 = now_ns(CLOCK_THREAD_CPUTIME_ID);
     for (uint64_t done = 0; done < n; done += chunk) {
         uint64_t end = done + chunk < n ? done + chunk : n;
         for (uint64_t i = done; i < end; i++) *word = i;
@@ -113,11 +114,11 @@ int main(int argc, char **argv) {
             __atomic_store_n(&pg->data_tail, tail, __ATOMIC_RELEASE);
         }
     }
-    uint64_t t1 = now_ns();
+    uint64_t c1 = now_ns(CLOCK_THREAD_CPUTIME_ID), t1 = now_ns(CLOCK_MONOTONIC);
     uint64_t count[2] = {0, 0};
     if (read(fd, count, sizeof count) != sizeof count) return 1;
     uint64_t seen = stream ? samples + lost : sig ? sig_hits : count[0];
-    printf("%llu %llu %llu\n", (unsigned long long)(t1 - t0), (unsigned long long)seen,
-           (unsigned long long)(sum & 1));
+    printf("%llu %llu %llu %llu\n", (unsigned long long)(t1 - t0),
+           (unsigned long long)(c1 - c0), (unsigned long long)seen, (unsigned long long)(sum & 1));
     return seen == n && count[0] == n ? 0 : 2;
 }

@@ -10,7 +10,7 @@ use hwbp_core::arch::{self, NativeArch, ParseCtx};
 use hwbp_core::error::PlanError;
 use hwbp_core::{BpAttr, RuleError};
 
-use crate::sys::{Cpu, Errno, Pid, Scope};
+use crate::sys::{Cpu, Errno, Pid, Scope, Tid};
 
 /// What hwbp was doing when a system call failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -33,6 +33,8 @@ pub enum Op {
     ListThreads,
     /// Reading `/sys/devices/system/cpu/online`.
     ListCpus,
+    /// Sending SIGSTOP to freeze a process while arming it.
+    Freeze,
     /// `mmap` of a perf ring buffer (stream delivery).
     Mmap,
     /// `PERF_EVENT_IOC_SET_OUTPUT` (stream delivery: events sharing one ring).
@@ -51,6 +53,7 @@ impl Op {
             Op::Read => "read",
             Op::ListThreads => "listing /proc/PID/task",
             Op::ListCpus => "reading /sys/devices/system/cpu/online",
+            Op::Freeze => "kill(SIGSTOP) to freeze the process while arming",
             Op::Mmap => "mmap of the perf ring buffer",
             Op::SetOutput => "PERF_EVENT_IOC_SET_OUTPUT",
         }
@@ -65,9 +68,12 @@ pub struct Holders {
     /// perf events (`anon_inode:[perf_event]` fds) the target process holds itself, not
     /// counting this watch's; `None` if its fd table could not be read.
     pub process_perf_events: Option<u32>,
-    /// The failing event is CPU-bound, or the target is a thread: CPU-wide breakpoints of
-    /// any process on any CPU count against every thread (`C[c] + TP(c) <= slots`).
+    /// CPU-wide breakpoints of any process count against every thread
+    /// (`C[c] + TP(c) <= slots`).
     pub cpu_wide_possible: bool,
+    /// The failing event is CPU-bound: the busiest thread's breakpoints on that CPU count too
+    /// (`C[c] + max over tasks TP(c) <= slots`), whichever process it belongs to.
+    pub cpu_bound: bool,
 }
 
 /// The probable cause of a failed system call, with the fix.
@@ -128,6 +134,9 @@ impl fmt::Display for Cause {
                 }
                 if holders.cpu_wide_possible {
                     f.write_str("CPU-wide breakpoints (perf record -a, bpftrace watchpoint, another hwbp --cpu) take slots from every thread; ")?;
+                }
+                if holders.cpu_bound {
+                    f.write_str("on a CPU, the thread with the most breakpoints (e.g. a debugger's tracee) limits CPU-wide ones too; ")?;
                 }
                 f.write_str("remove other watches or watch a smaller, aligned region")
             }
@@ -206,6 +215,15 @@ pub enum Error {
     },
     /// A modify asked for a different privilege; `exclude_kernel` cannot change on a live event.
     PrivilegeChange,
+    /// A process could not be frozen for arming: one thread did not stop within ~1 s.
+    FreezeFailed {
+        /// The process.
+        pid: Pid,
+        /// A thread that was still running.
+        tid: Tid,
+        /// Its state letter (`D` = uninterruptible sleep).
+        state: char,
+    },
 }
 
 impl Error {
@@ -296,6 +314,13 @@ impl fmt::Display for Error {
             Error::NoSuchCpu { cpu } => write!(
                 f,
                 "CPU {cpu} does not exist or is offline; see /sys/devices/system/cpu/online"
+            ),
+            Error::FreezeFailed { pid, tid, state } => write!(
+                f,
+                "could not stop process {pid} to arm its threads: thread {tid} stayed in state \
+                 {state} for 1 s (D = uninterruptible I/O; a tracer may hold the SIGSTOP); \
+                 retry, or arm live with ProcessArming::Live (threads created while arming may \
+                 count twice or not at all)"
             ),
             Error::PrivilegeChange => f.write_str(
                 "a live watch cannot switch between user-only and kernel accesses \

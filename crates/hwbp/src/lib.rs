@@ -12,8 +12,9 @@
 //!   (this process only).
 //!
 //! Where `unsafe` lives: only in [`sys`] (every system call; `sys::mmap` for the ring buffers,
-//! `sys::signal` for the SIGTRAP handler) — the crate denies `unsafe_code` everywhere else.
-//! Everything above is safe code over [`std::os::fd::OwnedFd`], [`Tid`], [`Pid`] and [`Cpu`].
+//! `sys::signal` for the SIGTRAP handler, `sys::clock` for the clock) — the crate denies
+//! `unsafe_code` everywhere else. Everything above is safe code over
+//! [`std::os::fd::OwnedFd`], [`Tid`], [`Pid`] and [`Cpu`].
 //!
 //! Not for: ptrace-based debugging (the `ptrace` backend) or printing (the CLI).
 #![warn(missing_docs)]

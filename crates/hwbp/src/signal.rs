@@ -25,7 +25,9 @@
 //! action, gets the default action (the process dies with SIGTRAP, as without hwbp). A
 //! `TRAP_PERF` signal for a sink that was already dropped is counted in [`stray_traps`] and
 //! ignored; one whose `sig_data` is not hwbp's at all is counted in [`foreign_traps`] and
-//! chained (dropped if nothing else handles SIGTRAP).
+//! chained (dropped if nothing else handles SIGTRAP). hwbp's handler must stay installed: a
+//! SIGTRAP handler the program installs *after* the first sink replaces it, and hwbp then
+//! sees no hits (its counts stay correct in [`Watch::count`]).
 //!
 //! # What may run inside the callback
 //!
@@ -204,6 +206,10 @@ pub fn foreign_traps() -> u64 {
 /// The per-sink state the handler reaches through [`SINKS`].
 struct Entry {
     token: u64,
+    /// The only thread this sink's events can signal (a thread-target watch), so the
+    /// handler need not ask the kernel (`gettid` costs ≈4 % of a hit on the VM measured in
+    /// docs/BENCHMARKS.md); `None`: ask.
+    only_thread: Option<u32>,
     hits: AtomicU64,
     dropped: AtomicU64,
     capture: Option<Capture>,
@@ -224,6 +230,15 @@ pub struct SignalSink {
 impl SignalSink {
     /// Registers a sink, installing hwbp's SIGTRAP handler on first use.
     pub fn new(opts: SignalOptions) -> Result<SignalSink, SignalError> {
+        SignalSink::with_thread(opts, None)
+    }
+
+    /// A sink whose events only ever signal thread `tid` (events of a thread-target watch,
+    /// which are not inherited): [`HitInfo::tid`] is then `tid` without a system call.
+    fn with_thread(
+        opts: SignalOptions,
+        only_thread: Option<u32>,
+    ) -> Result<SignalSink, SignalError> {
         if let Some(c) = opts.capture {
             if !(1..=8).contains(&c.len_bytes) {
                 return Err(SignalError::CaptureLength {
@@ -242,6 +257,7 @@ impl SignalSink {
         let generation = GENERATION.fetch_add(1, Ordering::Relaxed) & ((1 << 40) - 1);
         let mut entry = Box::new(Entry {
             token: 0,
+            only_thread,
             hits: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             capture: opts.capture,
@@ -363,7 +379,11 @@ impl SignalWatch {
         if !ours {
             return Err(SignalWatchError::NotThisProcess { target });
         }
-        let sink = SignalSink::new(opts).map_err(SignalWatchError::Sink)?;
+        let only_thread = match target {
+            Target::Thread(t) => u32::try_from(t.get()).ok(),
+            _ => None,
+        };
+        let sink = SignalSink::with_thread(opts, only_thread).map_err(SignalWatchError::Sink)?;
         let wopts = WatchOptions {
             sigtrap: Some(sink.sig_data()),
             ..WatchOptions::default()
@@ -437,7 +457,7 @@ impl Entry {
         });
         let hit = HitInfo {
             sig_data: trap.perf_data,
-            tid: sys::gettid(),
+            tid: self.only_thread.unwrap_or_else(sys::gettid),
             addr: trap.addr,
             pc: trap.pc,
             value,

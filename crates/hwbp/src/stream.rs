@@ -12,7 +12,8 @@
 //! inherit the watch and write into their parent event's ring (`perf_output_begin()`
 //! redirects inherited events to the parent). Samples carry `PERF_SAMPLE_IDENTIFIER`, the
 //! primary (parent) event's id, which `PERF_EVENT_IOC_ID` maps back to the piece.
-//! CPUs that come online after arming get no events for a process stream.
+//! CPUs that come online after arming get no events (and no ring) in a stream: a stream has
+//! no `refresh`; re-arm it after hotplug.
 //!
 //! The watch is armed disabled, its rings mapped, and only then enabled, so no hit happens
 //! while an event has no ring (such a hit would be counted but neither recorded nor reported
@@ -177,7 +178,7 @@ impl Stream {
         let wopts = WatchOptions {
             disabled: true,
             sampling: Some(sampling),
-            sigtrap: None,
+            ..WatchOptions::default()
         };
         let mut watch = Watch::with_options(target, spec, &wopts)?;
         let sys = RealSys;

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use crate::error::{Error, Op};
 use crate::sys::{Cpu, Errno, Pid, Tid};
@@ -145,8 +146,9 @@ pub fn process_of(tid: Tid) -> Option<Pid> {
 }
 
 /// How many perf-event fds a process holds (`/proc/PID/fd/* -> anon_inode:[perf_event]`),
-/// leaving out the raw fd numbers in `except` (our own, when the process is us).
-pub fn perf_fds_of(pid: Pid, except: &[i32]) -> Option<u32> {
+/// leaving out the fds in `except` (our own, when the process is us).
+pub fn perf_fds_of(pid: Pid, except: &[BorrowedFd<'_>]) -> Option<u32> {
+    let except: Vec<i32> = except.iter().map(|fd| fd.as_raw_fd()).collect();
     let mut n = 0;
     let dir = fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
     for e in dir.flatten() {
@@ -178,5 +180,60 @@ mod tests {
         assert_eq!(cpus(""), Some(vec![]));
         assert_eq!(cpus("3-1"), None);
         assert_eq!(cpus("x"), None);
+    }
+}
+
+/// The scheduler state letter of a thread (`/proc/PID/task/TID/stat`, field 3): `R`, `S`,
+/// `D`, `T` (stopped), `t` (traced), `Z`, ... `None` if it is gone.
+pub fn thread_state(pid: Pid, tid: Tid) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    // "tid (comm) S ...": comm may contain spaces and parentheses; the state follows the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.trim_start().chars().next()
+}
+
+/// Stops a process (SIGSTOP) so that no thread can be created while it is armed, and resumes
+/// it (SIGCONT) when dropped — unless it was already stopped, then it is left as it was.
+#[derive(Debug)]
+pub struct Freeze {
+    pid: Pid,
+    resume: bool,
+}
+
+impl Freeze {
+    /// Stops `pid` and waits until every thread is stopped (or gone). Fails with the
+    /// thread that did not stop within ~1 s (stuck in an uninterruptible sleep, or a tracer
+    /// intercepted the SIGSTOP); the process is then resumed.
+    pub fn stop(pid: Pid) -> Result<Freeze, Error> {
+        use crate::sys::{send_job_signal, JobSignal};
+        let stopped = |t: &Tid| matches!(thread_state(pid, *t), None | Some('T' | 't' | 'Z' | 'X'));
+        if list_threads(pid)?.iter().all(stopped) {
+            return Ok(Freeze { pid, resume: false });
+        }
+        send_job_signal(pid, JobSignal::Stop)
+            .map_err(|errno| Error::sys(Op::Freeze, None, errno, &Default::default()))?;
+        let freeze = Freeze { pid, resume: true };
+        let mut running = None;
+        for _ in 0..1000 {
+            running = list_threads(pid)?.into_iter().find(|t| !stopped(t));
+            if running.is_none() {
+                return Ok(freeze);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let tid = running.unwrap_or(pid.leader());
+        Err(Error::FreezeFailed {
+            pid,
+            tid,
+            state: thread_state(pid, tid).unwrap_or('?'),
+        })
+    }
+}
+
+impl Drop for Freeze {
+    fn drop(&mut self) {
+        if self.resume {
+            let _ = crate::sys::send_job_signal(self.pid, crate::sys::JobSignal::Cont);
+        }
     }
 }

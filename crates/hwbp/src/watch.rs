@@ -9,7 +9,7 @@
 //! Not for: choosing pieces (hwbp-core's planner) or the syscalls themselves ([`crate::sys`]).
 
 use std::collections::BTreeSet;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 use hwbp_core::arch::{Arch, Chunk, NativeArch};
@@ -39,6 +39,27 @@ pub struct Sampling {
     pub sample_stack_user: u32,
 }
 
+/// How the threads of a process target are armed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ProcessArming {
+    /// Arm while the process runs, re-listing `/proc/PID/task` until no new thread appears.
+    /// Races with threads created during arming (a window of milliseconds): one created by an
+    /// already-armed thread inherits the watch and is then armed again when listed (its hits
+    /// count twice); one created by a not-yet-armed thread and exited before the next listing
+    /// is never seen (its hits are not counted). Threads that exist before arming, and all
+    /// threads created after it, are covered exactly once.
+    #[default]
+    Live,
+    /// Stop another process (SIGSTOP) while its threads are listed and armed, then resume it
+    /// (SIGCONT; a process that was already stopped stays stopped): no thread can appear
+    /// meanwhile, so every thread is covered exactly once. Costs a visible job-control stop:
+    /// the parent gets SIGCHLD, and a shell whose foreground job this is reports it stopped
+    /// and takes the terminal back. If a thread does not stop within ~1 s, arming fails with
+    /// [`Error::FreezeFailed`] (no silent fallback). The calling process cannot stop itself:
+    /// it is always armed live ([`Watch::armed_live`] says so).
+    Freeze,
+}
+
 /// How a watch is armed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct WatchOptions {
@@ -52,6 +73,8 @@ pub struct WatchOptions {
     /// `Some(sig_data)`: synchronous SIGTRAP in the accessing thread (`sigtrap` +
     /// `remove_on_exec`); task targets only.
     pub sigtrap: Option<u64>,
+    /// How the threads of a [`Target::Process`] are armed.
+    pub process_arming: ProcessArming,
 }
 
 /// One perf event of a watch.
@@ -102,6 +125,7 @@ pub struct Watch {
     spec: Spec,
     pieces: Vec<Chunk>,
     template: PerfEventAttr,
+    process_arming: ProcessArming,
     enabled: bool,
     events: Vec<Event>,
     /// Counts of events closed by modify/refresh.
@@ -134,6 +158,7 @@ impl Watch {
             spec,
             pieces,
             template,
+            process_arming: opts.process_arming,
             enabled: !opts.disabled,
             events: Vec::new(),
             retired: 0,
@@ -180,6 +205,15 @@ impl Watch {
         &self.pieces
     }
 
+    /// Whether a process target was armed live, i.e. with the races of
+    /// [`ProcessArming::Live`] (asked for, or the target is the calling process).
+    pub fn armed_live(&self) -> bool {
+        match self.target {
+            Target::Process(p) => self.process_arming == ProcessArming::Live || p == Pid::current(),
+            _ => false,
+        }
+    }
+
     /// Whether the watch counts (see [`Watch::enable`]).
     pub fn is_enabled(&self) -> bool {
         self.enabled
@@ -224,7 +258,7 @@ impl Watch {
     /// Turns counting on for every event (and inherited child).
     pub fn enable(&mut self) -> Result<(), Error> {
         self.ioctl_all(Ioctl::Enable, Op::Enable)?;
-        self.enabled = true;
+        self.set_enabled(true);
         Ok(())
     }
 
@@ -232,8 +266,17 @@ impl Watch {
     /// of a slot.
     pub fn disable(&mut self) -> Result<(), Error> {
         self.ioctl_all(Ioctl::Disable, Op::Disable)?;
-        self.enabled = false;
+        self.set_enabled(false);
         Ok(())
+    }
+
+    /// Records the state in every event's attr too: a modify (or its rollback) passes
+    /// `disabled`, and the kernel re-enables an event modified with `disabled = 0`.
+    fn set_enabled(&mut self, on: bool) {
+        self.enabled = on;
+        for e in &mut self.events {
+            e.attr.set_flag(Flag::Disabled, !on);
+        }
     }
 
     /// Sets every count to zero (retired counts too).
@@ -478,13 +521,17 @@ impl Watch {
     /// Opens `pieces` on every thread of `pid`, re-listing `/proc/PID/task` until a listing
     /// shows no thread that has not been armed.
     ///
-    /// Why that closes the race: each event has `inherit`, so a thread created *after* its
-    /// creator was armed inherits the watch. A thread created *before* its creator was armed
-    /// shows up in the next listing (if it is still alive) and is armed then. Remaining race:
-    /// a thread that is created and exits entirely within one arming pass (after the listing,
-    /// before its creator was armed) is never seen, so its hits are not counted. Threads that
-    /// exit between listing and arming (`ESRCH`) are skipped.
+    /// Each event has `inherit`, so a thread created after its creator was armed inherits the
+    /// watch. With [`ProcessArming::Freeze`] (another process) no thread runs while arming, so
+    /// the listing is complete and nothing is inherited meanwhile: every thread is covered
+    /// exactly once. Live arming (this process, or a process that could not be frozen) races
+    /// with threads created meanwhile — see [`ProcessArming::Live`]. Threads that exit between
+    /// listing and arming (`ESRCH`) are skipped.
     fn open_on_process(&self, pid: Pid, pieces: &[u32]) -> Result<Vec<Event>, Error> {
+        let _frozen = match self.process_arming {
+            ProcessArming::Freeze if pid != Pid::current() => Some(target::Freeze::stop(pid)?),
+            _ => None,
+        };
         let mut done: BTreeSet<Tid> = BTreeSet::new();
         let mut out = Vec::new();
         // Stream delivery mmaps the events, and the kernel refuses mmap of an inherited
@@ -540,6 +587,7 @@ impl Watch {
     ) -> Error {
         let mut holders = Holders {
             cpu_wide_possible: true,
+            cpu_bound: matches!(scope, Scope::Cpu(_)),
             ..Holders::default()
         };
         if errno == Errno::ENOSPC {
@@ -550,8 +598,8 @@ impl Watch {
             };
             if let Some(pid) = pid {
                 holders.tracer = target::tracer_of(pid);
-                let mut except: Vec<i32> = ours.iter().map(|e| e.fd.as_raw_fd()).collect();
-                except.extend(self.events.iter().map(|e| e.fd.as_raw_fd()));
+                let mut except: Vec<BorrowedFd<'_>> = ours.iter().map(|e| e.fd.as_fd()).collect();
+                except.extend(self.events.iter().map(|e| e.fd.as_fd()));
                 let except = if pid == Pid::current() {
                     except
                 } else {

@@ -125,13 +125,46 @@ fn process_threads_before_and_after_arming_are_counted_after_exit() {
     .unwrap();
     // The role's threads, plus libtest's main thread: at least 4 events, one per thread.
     assert!(w.event_count() >= 4, "{} events", w.event_count());
+    // The default arms live; no thread appears while arming here, so that is exact.
+    assert!(w.armed_live());
     child.say("go");
     child.expect("done");
     // 3 threads from before arming, the role's own thread, 4 created after: all exited
     // except the role's thread.
     assert_eq!(w.count().unwrap(), 8 * N);
+    // Events of exited threads do not block a modify of the whole watch.
+    let mut w = w;
+    w.modify(Spec::user(addr, 8, Access::ReadWrite)).unwrap();
+    assert_eq!(w.count().unwrap(), 8 * N);
     child.finish();
     assert_eq!(w.count().unwrap(), 8 * N);
+}
+
+#[test]
+fn process_threads_created_during_arming_are_all_covered() {
+    let _hw = hw_shared();
+    const N: u64 = 100;
+    let mut child = ChildProc::spawn(&format!("churn:{N}"));
+    let addr = parse_hex(&child.expect("ready"));
+    // Threads keep appearing while this arms. Frozen arming must cover each exactly once
+    // (every one of them is alive until it has written). Live arming would count some twice.
+    let opts = WatchOptions {
+        process_arming: hwbp::watch::ProcessArming::Freeze,
+        ..WatchOptions::default()
+    };
+    let w = Watch::with_options(
+        Target::Process(child.pid()),
+        Spec::user(addr, 8, Access::Write),
+        &opts,
+    )
+    .unwrap();
+    assert!(!w.armed_live());
+    child.say("stop");
+    let created: u64 = child.expect("created").parse().unwrap();
+    child.say("go");
+    child.expect("done");
+    assert_eq!(w.count().unwrap(), created * N, "{created} threads");
+    child.finish();
 }
 
 #[test]
@@ -217,6 +250,14 @@ fn failed_modify_keeps_the_old_watch_armed_and_counting() {
     words[1].store(2, Ordering::Relaxed);
     words[2].store(2, Ordering::Relaxed);
     assert_eq!(w.count().unwrap(), 3);
+
+    // A disabled watch stays disabled through a failed (rolled back) modify.
+    w.disable().unwrap();
+    sys.fail_modify(2, Errno::EINVAL);
+    assert!(w.modify(Spec::user(base + 8, 16, Access::Write)).is_err());
+    words[0].store(9, Ordering::Relaxed);
+    assert_eq!(w.count().unwrap(), 3);
+    w.enable().unwrap();
 
     // Real kernel, real refusal: growing to 3 pieces needs a slot that is not there.
     let w2 = Watch::new(
@@ -459,6 +500,15 @@ fn every_errno_maps_to_a_cause_and_a_fix() {
     let mut w =
         Watch::with_sys(Arc::new(FakeSys::new()), me, spec, &WatchOptions::default()).unwrap();
     assert_eq!(w.modify(kernel), Err(Error::PrivilegeChange));
+    // This process cannot stop itself: a watch on it is armed live, and says so.
+    let own = Watch::with_sys(
+        Arc::new(FakeSys::new()),
+        Target::current_process(),
+        spec,
+        &WatchOptions::default(),
+    )
+    .unwrap();
+    assert!(own.armed_live());
 }
 
 #[test]
@@ -575,8 +625,17 @@ impl OnlineGuard {
     fn path(&self) -> String {
         format!("/sys/devices/system/cpu/cpu{}/online", self.0)
     }
+    /// Offlining leaves a marker naming the CPU, removed once it is back online, so a run
+    /// killed in between (no Drop) is repaired by the next run's [`hw_exclusive`].
     fn set(&self, online: bool) -> std::io::Result<()> {
-        std::fs::write(self.path(), if online { "1" } else { "0" })
+        if !online {
+            std::fs::write(OFFLINED_MARKER, self.0.to_string())?;
+        }
+        std::fs::write(self.path(), if online { "1" } else { "0" })?;
+        if online {
+            let _ = std::fs::remove_file(OFFLINED_MARKER);
+        }
+        Ok(())
     }
 }
 
@@ -675,6 +734,5 @@ fn caps_report_matches_this_machine_and_the_core_rules() {
 
 #[path = "linux/stream.rs"]
 mod stream;
-
 #[path = "linux/symbols.rs"]
 mod symbols;

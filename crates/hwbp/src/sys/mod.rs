@@ -1,5 +1,8 @@
-//! Every `unsafe` system call of hwbp (except the ring-buffer `mmap` in `sys/mmap.rs` and the
-//! signal handler in `sys/signal.rs`), behind the [`Sys`] trait.
+//! Every `unsafe` system call of hwbp (except the ring-buffer `mmap` in `sys/mmap.rs`, the
+//! signal handler in `sys/signal.rs` and `clock_gettime` in `sys/clock.rs`). The perf event
+//! calls (perf_event_open, the perf ioctls, read) are behind the [`Sys`] trait; helpers that
+//! tests and process freezing need (gettid, sched_setaffinity/getcpu, flock, kill) are plain
+//! functions.
 //!
 //! Above this module everything is safe: file descriptors are [`OwnedFd`]/[`BorrowedFd`],
 //! processes, threads and CPUs are [`Pid`], [`Tid`] and [`Cpu`], failures are [`Errno`].
@@ -14,6 +17,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use crate::attr::PerfEventAttr;
 
+pub mod clock;
 pub mod launch;
 pub mod mmap;
 pub mod signal;
@@ -233,14 +237,15 @@ impl Sys for RealSys {
             Scope::ThreadOnCpu(t, c) => (t.0, c.0 as libc::c_int),
         };
         let group_fd = group.map_or(-1, |g| g.as_raw_fd());
-        // SAFETY: `attr` points to a live, initialised 128-byte perf_event_attr whose `size`
-        // field says 128; the kernel only reads it (and on E2BIG writes `size` back, which it
-        // cannot here since 128 is a size every >=5.13 kernel knows, and older ones return E2BIG
-        // after writing into the same 128 bytes we own). group_fd is -1 or a borrowed live fd.
+        // The kernel may write `size` back (E2BIG, `perf_copy_attr()`): give it our own copy.
+        let mut attr = *attr;
+        // SAFETY: `attr` is a live, initialised, writable 128-byte perf_event_attr whose `size`
+        // says 128; the kernel reads it and at most writes its `size` field. group_fd is -1 or
+        // a borrowed live fd; the other arguments are integers.
         let ret = unsafe {
             libc::syscall(
                 libc::SYS_perf_event_open,
-                attr as *const PerfEventAttr,
+                &mut attr as *mut PerfEventAttr,
                 pid,
                 cpu,
                 group_fd,
@@ -259,11 +264,16 @@ impl Sys for RealSys {
     fn ioctl(&self, fd: BorrowedFd<'_>, op: Ioctl<'_>) -> Result<u64, Errno> {
         let raw = fd.as_raw_fd();
         let mut id: u64 = 0;
+        // MODIFY_ATTRIBUTES copies the attr like perf_event_open (it may write `size` back).
+        let mut new_attr = match op {
+            Ioctl::ModifyAttributes(a) => *a,
+            _ => PerfEventAttr::default(),
+        };
         // SAFETY (all arms): `raw` is a live descriptor borrowed for this call. ENABLE,
         // DISABLE and RESET take an integer flags argument (0 = this event and its inherited
         // children). SET_OUTPUT takes an fd (-1 = none). ID writes one u64 into `id`, which
-        // lives until the call returns. MODIFY_ATTRIBUTES reads a 128-byte perf_event_attr
-        // from a live reference.
+        // lives until the call returns. MODIFY_ATTRIBUTES reads our writable 128-byte copy
+        // `new_attr` (and at most writes its `size`).
         let ret = unsafe {
             match op {
                 Ioctl::Enable => libc::ioctl(raw, IOC_ENABLE as _, 0),
@@ -273,10 +283,10 @@ impl Sys for RealSys {
                     libc::ioctl(raw, IOC_SET_OUTPUT as _, to.map_or(-1, |t| t.as_raw_fd()))
                 }
                 Ioctl::Id => libc::ioctl(raw, IOC_ID as _, &mut id as *mut u64),
-                Ioctl::ModifyAttributes(attr) => libc::ioctl(
+                Ioctl::ModifyAttributes(_) => libc::ioctl(
                     raw,
                     IOC_MODIFY_ATTRIBUTES as _,
-                    attr as *const PerfEventAttr,
+                    &mut new_attr as *mut PerfEventAttr,
                 ),
             }
         };
@@ -348,6 +358,30 @@ pub fn current_cpu() -> Option<Cpu> {
     // SAFETY: sched_getcpu(3) takes no arguments and touches no memory of ours.
     let ret = unsafe { libc::sched_getcpu() };
     Cpu::new(u32::try_from(ret).ok()?)
+}
+
+/// A job-control signal hwbp sends to freeze a process while arming it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobSignal {
+    /// `SIGSTOP`: every thread stops (group stop); new threads join the stop.
+    Stop,
+    /// `SIGCONT`: resume.
+    Cont,
+}
+
+/// `kill(pid, SIGSTOP | SIGCONT)`.
+pub fn send_job_signal(pid: Pid, sig: JobSignal) -> Result<(), Errno> {
+    let signo = match sig {
+        JobSignal::Stop => libc::SIGSTOP,
+        JobSignal::Cont => libc::SIGCONT,
+    };
+    // SAFETY: kill(2) takes two integers and touches no memory of ours; `pid` is a positive
+    // process id (never 0 or -1, which would signal groups).
+    let ret = unsafe { libc::kill(pid.0, signo) };
+    if ret < 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
 }
 
 /// How [`lock_file`] locks.

@@ -45,11 +45,29 @@ pub fn hw_shared() -> HwGuard {
     }
 }
 
+/// Written (with the CPU number) before the hotplug test offlines a CPU, removed when it is
+/// back online.
+pub const OFFLINED_MARKER: &str = "/tmp/hwbp-hardware-tests.offlined-cpu";
+
 /// For tests that open CPU-bound events, probe slots, or hotplug CPUs.
 pub fn hw_exclusive() -> HwGuard {
     let g = HW.write().unwrap_or_else(|p| p.into_inner());
     let file = lock_file_open();
     lock_file(file.as_fd(), LockMode::Exclusive).expect("flock exclusive");
+    // A hotplug test killed while its CPU was offline left the marker: repair.
+    if let Ok(cpu) = std::fs::read_to_string(OFFLINED_MARKER) {
+        let path = format!("/sys/devices/system/cpu/cpu{}/online", cpu.trim());
+        match std::fs::write(&path, "1") {
+            Ok(()) => {
+                eprintln!(
+                    "brought CPU {} back online (left offline by a killed run)",
+                    cpu.trim()
+                );
+                let _ = std::fs::remove_file(OFFLINED_MARKER);
+            }
+            Err(e) => eprintln!("could not bring CPU {} back online: {e}", cpu.trim()),
+        }
+    }
     HwGuard {
         _file: file,
         _shared: None,

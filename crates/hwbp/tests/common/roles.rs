@@ -21,6 +21,7 @@ pub fn run_if_requested() {
     match parts[0] {
         "threads" => threads(num(1), num(2), num(3)),
         "holder" => holder(num(1), num(2)),
+        "churn" => churn(num(1)),
         other => panic!("unknown child role {other}"),
     }
 }
@@ -80,4 +81,39 @@ fn holder(threads: u64, pieces: u64) {
         t.join().expect("idle");
     }
     drop(w);
+}
+
+/// A spawner thread creates threads (each waits for `go`) until the parent says `stop` — so
+/// threads appear while the parent arms the process. Then every thread writes `n` times.
+fn churn(n: u64) {
+    use std::sync::atomic::AtomicBool;
+    let stop = Arc::new(AtomicBool::new(false));
+    let go = Arc::new(AtomicBool::new(false));
+    let (stop2, go2) = (Arc::clone(&stop), Arc::clone(&go));
+    let spawner = std::thread::spawn(move || {
+        let mut kids = Vec::new();
+        while !stop2.load(Ordering::Acquire) && kids.len() < 400 {
+            let go = Arc::clone(&go2);
+            kids.push(std::thread::spawn(move || {
+                while !go.load(Ordering::Acquire) {
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                }
+                write_n(n);
+            }));
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
+        kids
+    });
+    tell("ready", &format!("{:#x}", WORD.as_ptr() as u64));
+    assert_eq!(hear(), "stop");
+    stop.store(true, Ordering::Release);
+    let kids = spawner.join().expect("spawner");
+    tell("created", &kids.len().to_string());
+    assert_eq!(hear(), "go");
+    go.store(true, Ordering::Release);
+    for k in kids {
+        k.join().expect("kid");
+    }
+    tell("done", "");
+    assert_eq!(hear(), "exit");
 }
