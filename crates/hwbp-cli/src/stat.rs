@@ -120,6 +120,11 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         counting = Counting::arm(pid, &w, args.per_thread)?;
         watches = w;
         what = format!("process {pid}");
+        eprintln!(
+            "hwbp: counting {} watch{} in pid {pid}; Ctrl-C to stop",
+            watches.len(),
+            if watches.len() == 1 { "" } else { "es" }
+        );
         child = None;
         start = Instant::now();
     } else {

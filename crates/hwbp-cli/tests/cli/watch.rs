@@ -335,12 +335,19 @@ fn run_counts_every_write_of_every_thread_with_its_line() {
     );
 }
 
-#[test]
-fn attach_counts_threads_created_before_and_after_arming() {
-    let Some(fx) = fixtures() else { return };
-    let _hw = hw_shared();
+/// Starts the waiting fixture with `before` threads and runs `hwbp ARGS -p PID` on it once
+/// they exist; releases the fixture once hwbp says it is armed (its first stderr line, which
+/// must start with `armed`). Returns hwbp's (status, stdout, rest of stderr).
+fn on_waiting_fixture(
+    fx: &Fixtures,
+    writes: &str,
+    before: &str,
+    after: &str,
+    args: &[&str],
+    armed: &str,
+) -> (i32, String, String) {
     let mut target = Command::new(&fx.target)
-        .args(["500", "3", "2"])
+        .args([writes, before, after])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -351,27 +358,46 @@ fn attach_counts_threads_created_before_and_after_arming() {
             break;
         }
     }
-    // The 3 early threads exist now.
-    let out = tmp("attach");
+    let pid = target.id().to_string();
+    let args: Vec<String> = args.iter().map(|a| a.replace("{PID}", &pid)).collect();
     let mut hwbp = Command::new(env!("CARGO_BIN_EXE_hwbp"))
-        .args(["attach", "-q", "--json", "-o", out.to_str().unwrap()])
-        .args(["-p", &target.id().to_string(), "--watch", "counter"])
+        .args(&args)
+        .args(["-p", &pid])
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut err = BufReader::new(hwbp.stderr.take().unwrap());
     let mut first = String::new();
     err.read_line(&mut first).unwrap();
-    assert_eq!(
-        first,
-        format!(
-            "hwbp: watching 1 watch in pid {}; Ctrl-C to stop\n",
-            target.id()
-        )
-    );
+    assert_eq!(first, armed.replace("{PID}", &pid));
     target.stdin.take().unwrap().write_all(b"g").unwrap();
     assert!(target.wait().unwrap().success());
-    assert!(hwbp.wait().unwrap().success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    let out = hwbp.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        rest,
+    )
+}
+
+#[test]
+fn attach_counts_threads_created_before_and_after_arming() {
+    let Some(fx) = fixtures() else { return };
+    let _hw = hw_shared();
+    let out = tmp("attach");
+    let o = out.to_str().unwrap();
+    let (status, _, stderr) = on_waiting_fixture(
+        fx,
+        "500",
+        "3",
+        "2",
+        &["attach", "-q", "--json", "-o", o, "--watch", "counter"],
+        "hwbp: watching 1 watch in pid {PID}; Ctrl-C to stop\n",
+    );
+    assert_eq!((status, stderr.as_str()), (0, ""));
     let s = summary(&records(&out)).clone();
     // main + 3 threads created before arming + 2 after: 6 x 500.
     assert_eq!(
@@ -390,6 +416,55 @@ fn attach_counts_threads_created_before_and_after_arming() {
             6
         )]
     );
+    // --tid PID: the main thread's (tid = pid) 500 writes only.
+    let (status, _, _) = on_waiting_fixture(
+        fx,
+        "500",
+        "3",
+        "2",
+        &[
+            "attach", "-q", "--json", "-o", o, "--tid", "{PID}", "--watch", "counter",
+        ],
+        "hwbp: watching 1 watch in pid {PID}; Ctrl-C to stop\n",
+    );
+    assert_eq!(status, 0);
+    let s = summary(&records(&out)).clone();
+    assert_eq!(
+        (s["seen"].as_u64(), s["reported"].as_u64()),
+        (Some(3000), Some(500))
+    );
+}
+
+#[test]
+fn stat_attach_counts_threads_created_before_and_after_arming() {
+    let Some(fx) = fixtures() else { return };
+    let _hw = hw_shared();
+    let (status, _, stderr) = on_waiting_fixture(
+        fx,
+        "700",
+        "2",
+        "3",
+        &[
+            "stat",
+            "--json",
+            "--watch",
+            "counter",
+            "--watch",
+            "cfg.pos.y",
+        ],
+        "hwbp: counting 2 watches in pid {PID}; Ctrl-C to stop\n",
+    );
+    assert_eq!(status, 0, "{stderr}");
+    let v: Value = serde_json::from_str(stderr.trim()).unwrap();
+    let hits: Vec<u64> = v["watches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["hits"].as_u64().unwrap())
+        .collect();
+    // counter: 700 x (1 + 2 + 3); cfg.pos.y: the one store after arming.
+    assert_eq!(hits, [4200, 1]);
+    assert_eq!(v["exit_status"], Value::Null);
 }
 
 #[test]
