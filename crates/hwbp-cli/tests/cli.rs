@@ -679,5 +679,11 @@ mod sim {
     }
 }
 
+#[path = "cli/errors.rs"]
+mod errors;
+#[path = "cli/hw.rs"]
+mod hw;
+#[path = "cli/stat_caps.rs"]
+mod stat_caps;
 #[path = "cli/watch.rs"]
 mod watch;
