@@ -258,20 +258,23 @@ pub fn live_pid(pid: i32) -> Result<Pid, Failure> {
     }
 }
 
+/// `--duration SECS` as a duration: a positive, finite number of seconds.
+pub fn duration(secs: Option<f64>) -> Result<Option<Duration>, Failure> {
+    match secs {
+        Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Some(Duration::from_secs_f64(s))),
+        Some(s) => Err(Failure::refused(anyhow!(
+            "--duration {s}: give a positive number of seconds"
+        ))),
+        None => Ok(None),
+    }
+}
+
 /// Runs `hwbp attach`.
 pub fn attach(args: AttachArgs) -> Result<ExitCode, Failure> {
     let pid = live_pid(args.pid)?;
     launch::install_stop_handler()
         .map_err(|e| Failure::failed(anyhow!("installing the SIGINT handler: {e}")))?;
-    let duration = match args.duration {
-        Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
-        Some(s) => {
-            return Err(Failure::refused(anyhow!(
-                "--duration {s}: give a positive number of seconds"
-            )))
-        }
-        None => None,
-    };
+    let duration = duration(args.duration)?;
     let (watches, mut symbolizer) = resolve(pid, &args.watches.watch)?;
     let sampler = arm(pid, &watches, args.report.backtrace)?;
     let mem = Memory::open(pid);

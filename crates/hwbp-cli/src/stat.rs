@@ -110,6 +110,7 @@ impl Counting {
 
 /// Runs `hwbp stat`.
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
+    let duration = cmd::duration(args.duration)?;
     let start;
     let (pid, what, mut child, counting, watches);
     if let Some(p) = args.pid {
@@ -142,7 +143,6 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         start = Instant::now();
         child = Some(stopped.resume().map_err(Failure::failed)?);
     }
-    let duration = args.duration.map(Duration::from_secs_f64);
     // Read now: threads that exit keep the process's name in the report.
     let process = session::comm(pid, None);
     let mut counting = counting;

@@ -601,3 +601,37 @@ fn watches_are_armed_before_constructors_run() {
         ]
     );
 }
+
+#[test]
+fn attach_duration_ends_the_watch_and_leaves_the_process_running() {
+    let _hw = hw_shared();
+    let mut target = Command::new("sleep").arg("100").spawn().unwrap();
+    let (status, stdout, stderr) = run(&[
+        "attach",
+        "--json",
+        "--duration",
+        "0.2",
+        "-p",
+        &target.id().to_string(),
+        "--watch",
+        "0x10000/8",
+    ]);
+    assert_eq!(status, 0, "{stderr}");
+    let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (&last["schema"], &last["seen"]),
+        (&Value::from("hwbp.summary/1"), &Value::from(0))
+    );
+    assert_eq!(last["exit_status"], Value::Null);
+    assert_eq!(target.try_wait().unwrap(), None, "the process runs on");
+    target.kill().unwrap();
+    target.wait().unwrap();
+    for cmd in ["attach", "stat"] {
+        let args = [cmd, "--duration=0", "-p", "1", "--watch", "0x10000/8"];
+        let (status, _, stderr) = run(&args);
+        assert_eq!(
+            (status, stderr.as_str()),
+            (2, "hwbp: --duration 0: give a positive number of seconds\n")
+        );
+    }
+}
