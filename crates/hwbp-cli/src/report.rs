@@ -143,17 +143,19 @@ fn js(v: impl Into<Value>) -> String {
 /// `   0.001234  1236 rogue      w BALANCE = -999000  rogue (src/demo_target.rs:55)`.
 pub fn hit_text(out: &mut String, hit: &Hit, watches: &[WatchInfo], cache: &mut SiteCache) {
     let w = &watches[hit.watch];
-    let _ = writeln!(
+    let _ = write!(
         out,
-        "{:>11}  {:>7} {:<15} {:<2} {} = {}  {}",
+        "{:>11}  {:>7} {:<15} {:<2} {}",
         secs(hit.time_ns),
         hit.tid,
         hit.thread.as_deref().unwrap_or("?"),
         access_str(hit.access),
         w.label,
-        value_text(hit.value.as_deref(), w.signed),
-        cache.text(&hit.site),
     );
+    if hit.access.is_data() {
+        let _ = write!(out, " = {}", value_text(hit.value.as_deref(), w.signed));
+    }
+    let _ = writeln!(out, "  {}", cache.text(&hit.site));
     for (i, s) in hit.backtrace.iter().enumerate() {
         let _ = writeln!(out, "{:>13}#{} {}", "", i + 1, cache.text(s));
     }

@@ -15,6 +15,7 @@ use anyhow::Context as _;
 use hwbp::launch::{self, Child, ChildState, ExitStatus};
 use hwbp::symbols::symbolize::{Site, Symbolizer};
 use hwbp::sys::Pid;
+use hwbp_core::Access;
 
 use crate::hit::{unknown_site, Filter, FilterSpec, Hit, Verdict};
 use crate::messages::{Failure, Out};
@@ -135,6 +136,7 @@ pub fn watch(
     let process_name = comm(pid, None);
     let mut raws: Vec<Raw> = Vec::new();
     let mut cache = report::SiteCache::default();
+    let mut exec_sites: HashMap<u64, Arc<Site>> = HashMap::new();
     let mut line = String::with_capacity(512);
     let start = Instant::now();
     let mut t0: Option<u64> = None;
@@ -190,7 +192,11 @@ pub fn watch(
         // Rings are drained one CPU after the other: restore time order.
         raws.sort_by_key(|r| r.time);
         seen += raws.len() as u64;
-        let values: Vec<Option<Vec<u8>>> = watches.iter().map(|w| mem.read(w)).collect();
+        // Code bytes under an execute breakpoint are not a value worth showing.
+        let values: Vec<Option<Vec<u8>>> = watches
+            .iter()
+            .map(|w| w.spec.access.is_data().then(|| mem.read(w)).flatten())
+            .collect();
         for r in raws.drain(..) {
             let base = *t0.get_or_insert(r.time);
             let thread = names
@@ -199,6 +205,17 @@ pub fn watch(
                 .clone();
             let site = if r.ip == 0 {
                 Arc::new(unknown_site(0))
+            } else if watches[r.watch].spec.access == Access::Execute {
+                // An execute breakpoint traps before the instruction runs: the sampled IP
+                // is the instruction itself, not the one after it.
+                exec_sites
+                    .entry(r.ip)
+                    .or_insert_with(|| {
+                        let mut site = unknown_site(r.ip);
+                        site.frames = symbolizer.frames(r.ip);
+                        Arc::new(site)
+                    })
+                    .clone()
             } else {
                 symbolizer.site(r.ip)
             };

@@ -635,3 +635,46 @@ fn attach_duration_ends_the_watch_and_leaves_the_process_running() {
         );
     }
 }
+
+#[test]
+fn execute_breakpoint_reports_the_instruction_itself() {
+    let Some(fx) = fixtures() else { return };
+    let _hw = hw_shared();
+    let out = tmp("exec");
+    let (status, _, stderr) = run(&[
+        "run",
+        "--json",
+        "-o",
+        out.to_str().unwrap(),
+        "--watch",
+        "bump_counter:x",
+        "--",
+        fx.target.to_str().unwrap(),
+        "3",
+        "0",
+        "1",
+    ]);
+    assert_eq!(status, 0, "{stderr}");
+    let recs = records(&out);
+    let start = &recs[0]["watches"][0];
+    let hits: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["schema"] == "hwbp.hit/1")
+        .collect();
+    // Called once by main and once by the late thread; an execute breakpoint traps before
+    // the instruction, so the reported IP is the function's first instruction.
+    assert_eq!(hits.len(), 2);
+    for h in &hits {
+        assert_eq!(
+            (&h["ip"], &h["function"]),
+            (&start["addr"], &Value::from("bump_counter"))
+        );
+        assert_eq!(
+            (&h["access"], &h["value"]),
+            (&Value::from("x"), &Value::Null)
+        );
+    }
+    let tids: std::collections::BTreeSet<u64> =
+        hits.iter().map(|h| h["tid"].as_u64().unwrap()).collect();
+    assert_eq!(tids.len(), 2);
+}
