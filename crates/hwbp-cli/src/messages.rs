@@ -62,6 +62,16 @@ pub fn output(text: &str) -> Result<(), Failure> {
     }
 }
 
+/// A diagnostic line on stderr: `hwbp: <text>`.
+pub fn note(text: &str) {
+    eprintln!("hwbp: {text}");
+}
+
+/// Text on stderr as is (`hwbp stat`'s report, which goes where `perf stat`'s does).
+pub fn stderr(text: &str) {
+    eprint!("{text}");
+}
+
 /// Prints `hwbp: <error chain>` and returns the failure's status.
 pub fn failure(f: &Failure) -> ExitCode {
     eprintln!("hwbp: {:#}", f.error);

@@ -128,7 +128,7 @@ pub fn resolve(pid: Pid, specs: &[String]) -> Result<(Vec<WatchInfo>, Symbolizer
             .resolve_text(text)
             .map_err(|e| Failure::refused(anyhow!("cannot watch '{text}': {e}")))?;
         if let Some(note) = &r.note {
-            eprintln!("hwbp: note: {note}");
+            crate::messages::note(&format!("note: {note}"));
         }
         let signed = matches!(
             r.value_type,
@@ -281,11 +281,11 @@ pub fn attach(args: AttachArgs) -> Result<ExitCode, Failure> {
     let initial = watches.iter().map(|w| mem.read(w)).collect();
     let mut out = Out::to(args.report.output.as_deref())?;
     let opts = args.report.options(duration);
-    eprintln!(
-        "hwbp: watching {} watch{} in pid {pid}; Ctrl-C to stop",
+    crate::messages::note(&format!(
+        "watching {} watch{} in pid {pid}; Ctrl-C to stop",
         watches.len(),
         if watches.len() == 1 { "" } else { "es" }
-    );
+    ));
     let (outcome, summary) = session::watch(
         pid,
         sampler,

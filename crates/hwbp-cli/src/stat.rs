@@ -121,11 +121,11 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         counting = Counting::arm(pid, &w, args.per_thread)?;
         watches = w;
         what = format!("process {pid}");
-        eprintln!(
-            "hwbp: counting {} watch{} in pid {pid}; Ctrl-C to stop",
+        crate::messages::note(&format!(
+            "counting {} watch{} in pid {pid}; Ctrl-C to stop",
             watches.len(),
             if watches.len() == 1 { "" } else { "es" }
-        );
+        ));
         child = None;
         start = Instant::now();
     } else {
@@ -184,7 +184,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         }
     };
     drop(counting);
-    eprint!("{text}");
+    crate::messages::stderr(&text);
     Ok(match status {
         Some(s) => cmd::exit_code(s),
         None => ExitCode::SUCCESS,
