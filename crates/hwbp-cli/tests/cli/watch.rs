@@ -678,3 +678,44 @@ fn execute_breakpoint_reports_the_instruction_itself() {
         hits.iter().map(|h| h["tid"].as_u64().unwrap()).collect();
     assert_eq!(tids.len(), 2);
 }
+
+#[test]
+fn status_line_only_on_a_terminal() {
+    let Some(fx) = fixtures() else { return };
+    let _hw = hw_shared();
+    // Not a terminal (every other test): stderr stays empty.
+    let (status, _, stderr) = run(&[
+        "run",
+        "-q",
+        "--watch",
+        "counter",
+        "--",
+        fx.target.to_str().unwrap(),
+        "100",
+    ]);
+    assert_eq!((status, stderr.as_str()), (0, ""));
+    // A terminal: `script` gives hwbp a pseudo-terminal.
+    if !Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        eprintln!("SKIP: no `script` (util-linux) to run hwbp on a pseudo-terminal");
+        return;
+    }
+    let cmd = format!(
+        "{} run -q --watch counter -- {} 100 > /dev/null",
+        env!("CARGO_BIN_EXE_hwbp"),
+        fx.target.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("HWBP_FIXTURE_NO_WAIT", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let tty = String::from_utf8_lossy(&out.stdout);
+    // Drawn at least once (the first refresh is immediate), then erased before exit.
+    assert!(tty.contains(" total, 0 lost\x1b[K"), "{tty:?}");
+    assert!(tty.ends_with("\r\x1b[K"), "{tty:?}");
+}
