@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use hwbp::launch::{self, Child, ChildState, ExitStatus};
+use hwbp::symbols::maps::AddressSpace;
 use hwbp::symbols::symbolize::{Site, Symbolizer};
 use hwbp::sys::Pid;
 use hwbp_core::Access;
@@ -69,6 +70,9 @@ struct Raw {
     ip: u64,
     callchain: Vec<u64>,
 }
+
+/// How often an unknown IP may make the session re-read `/proc/PID/maps`.
+const REFRESH_MAPS: Duration = Duration::from_secs(1);
 
 /// `PERF_CONTEXT_*` markers are the top 4095 values of u64.
 const PERF_CONTEXT_MAX: u64 = u64::MAX - 4094;
@@ -137,6 +141,7 @@ pub fn watch(
     let mut raws: Vec<Raw> = Vec::new();
     let mut cache = report::SiteCache::default();
     let mut exec_sites: HashMap<u64, Arc<Site>> = HashMap::new();
+    let mut last_refresh: Option<Instant> = None;
     let mut line = String::with_capacity(512);
     let start = Instant::now();
     let mut t0: Option<u64> = None;
@@ -217,7 +222,23 @@ pub fn watch(
                     })
                     .clone()
             } else {
-                symbolizer.site(r.ip)
+                let site = symbolizer.site(r.ip);
+                // An IP in no known module: a library loaded since (dlopen). Re-read the
+                // memory map, at most once a second.
+                if site.module.is_none() && last_refresh.is_none_or(|t| t.elapsed() >= REFRESH_MAPS)
+                {
+                    last_refresh = Some(Instant::now());
+                    match AddressSpace::from_pid(pid.get() as u32) {
+                        Ok(space) => {
+                            symbolizer.set_space(space);
+                            cache = report::SiteCache::default();
+                            symbolizer.site(r.ip)
+                        }
+                        Err(_) => site,
+                    }
+                } else {
+                    site
+                }
             };
             let backtrace: Vec<Arc<Site>> = r
                 .callchain

@@ -719,3 +719,46 @@ fn status_line_only_on_a_terminal() {
     assert!(tty.contains(" total, 0 lost\x1b[K"), "{tty:?}");
     assert!(tty.ends_with("\r\x1b[K"), "{tty:?}");
 }
+
+#[test]
+fn a_writer_in_a_library_loaded_later_is_symbolized() {
+    let Some(fx) = fixtures() else { return };
+    let _hw = hw_shared();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let (exe, lib) = (fx.dir.join("dlopen_main"), fx.dir.join("libpoke.so"));
+    sh(Command::new("cc")
+        .args(["-g", "-O1", "-o"])
+        .arg(&exe)
+        .arg(dir.join("dlopen_main.c"))
+        .arg("-ldl"))
+    .unwrap();
+    sh(Command::new("cc")
+        .args(["-g", "-O1", "-fPIC", "-shared", "-o"])
+        .arg(&lib)
+        .arg(dir.join("poke.c")))
+    .unwrap();
+    let out = tmp("dlopen");
+    let (status, _, stderr) = run(&[
+        "run",
+        "-q",
+        "--json",
+        "-o",
+        out.to_str().unwrap(),
+        "--watch",
+        "shared",
+        "--",
+        exe.to_str().unwrap(),
+        lib.to_str().unwrap(),
+    ]);
+    assert_eq!(status, 0, "{stderr}");
+    let text = std::fs::read_to_string(dir.join("poke.c")).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.contains("POKE_WRITE */"))
+        .unwrap() as u64
+        + 1;
+    assert_eq!(
+        sites(summary(&records(&out))),
+        [site("shared", "poke", "poke.c", line, 1, 1)]
+    );
+}
