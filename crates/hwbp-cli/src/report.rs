@@ -33,9 +33,12 @@ pub struct WatchInfo {
     pub signed: bool,
 }
 
-/// The outermost (non-inlined) function's frame: the function the summary groups by.
-fn outer(site: &Site) -> Option<&Frame> {
-    site.frames.last()
+/// The frame a site is reported as: the innermost frame outside the Rust toolchain's own
+/// sources ([`Site::primary_frame`]), so the function and the file:line always come from the
+/// same frame — an inlined `corrupt()` is reported as `corrupt` at its own line, not as its
+/// caller at `corrupt`'s line; an inlined `AtomicI64::fetch_add` as the code that called it.
+fn reported_frame(site: &Site) -> Option<&Frame> {
+    site.primary_frame()
 }
 
 fn access_str(a: Access) -> &'static str {
@@ -119,7 +122,7 @@ impl SiteCache {
         self.json
             .entry(site.trap_ip)
             .or_insert_with(|| {
-                let outer = outer(site);
+                let outer = reported_frame(site);
                 let inner = site.primary_frame();
                 Arc::from(format!(
                     "\"ip\":\"{:#x}\",\"function\":{},\"file\":{},\"line\":{},\"frames\":{}",
@@ -294,10 +297,10 @@ impl Summary {
         if let Some(name) = &hit.thread {
             self.names.entry(hit.tid).or_insert_with(|| name.clone());
         }
-        // Group by the innermost source line and the outer function; unknown sites by address.
+        // Group by the reported frame's function and line; unknown sites by address.
         let line = hit.site.primary_frame().map(|f| {
             (
-                outer(&hit.site).and_then(|o| o.function.clone()),
+                reported_frame(&hit.site).and_then(|o| o.function.clone()),
                 f.file.clone(),
                 f.line,
             )
@@ -398,7 +401,7 @@ pub fn summary_text(summary: &Summary, watches: &[WatchInfo], totals: &Totals) -
                 r.hits.to_string(),
                 watches[r.watch].label.clone(),
                 access_str(r.access).to_owned(),
-                outer(&r.site)
+                reported_frame(&r.site)
                     .and_then(|f| f.function.clone())
                     .unwrap_or_else(|| "??".to_owned()),
                 place,
@@ -472,7 +475,7 @@ pub fn summary_json(
                 "watch": r.watch + 1,
                 "label": watches[r.watch].label,
                 "access": access_str(r.access),
-                "function": outer(&r.site).and_then(|f| f.function.as_deref()),
+                "function": reported_frame(&r.site).and_then(|f| f.function.as_deref()),
                 "file": inner.and_then(|f| f.file.as_deref()),
                 "line": inner.and_then(|f| f.line),
                 "ip": format!("{:#x}", r.site.access.ip),
@@ -608,6 +611,47 @@ mod tests {
         assert_eq!(
             lines[4],
             "   1  BALANCE  w       rogue     x/src/demo.rs:55        1  0.000000  0.000000"
+        );
+    }
+
+    #[test]
+    fn summary_reports_an_inlined_function_at_its_own_line() {
+        // corrupt() inlined into main(): the row is corrupt at a.c:6, never main at a.c:6.
+        let mut inlined = crate::hit::unknown_site(0x2000);
+        inlined.frames = vec![
+            frame("corrupt", "/w/a.c", 6, true),
+            frame("main", "/w/a.c", 11, false),
+        ];
+        // A toolchain frame (an inlined AtomicI64::fetch_add) is skipped for the caller.
+        let mut atomic = crate::hit::unknown_site(0x3000);
+        atomic.frames = vec![
+            frame(
+                "core::sync::atomic::atomic_add",
+                "/rustc/abc/library/core/src/sync/atomic.rs",
+                3,
+                true,
+            ),
+            frame("demo::deposit", "/w/a.rs", 39, false),
+        ];
+        let mut sum = Summary::default();
+        sum.add(&hit(&Arc::new(inlined), 1, 0, 0));
+        sum.add(&hit(&Arc::new(atomic), 1, 1, 0));
+        let json = summary_json(&sum, &watches(), &Totals::default(), None);
+        let v: Value = serde_json::from_str(&json).unwrap();
+        let sites: Vec<(String, u64)> = v["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["function"].as_str().unwrap().to_owned(),
+                    s["line"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            sites,
+            [("corrupt".to_owned(), 6), ("demo::deposit".to_owned(), 39)]
         );
     }
 
