@@ -70,7 +70,14 @@ pub fn text(c: &Caps) -> String {
         opt(c.kernel_release.as_deref())
     );
     let _ = writeln!(s, "perf_event_paranoid:   {}", opt(c.perf_event_paranoid));
-    let _ = writeln!(s, "yama ptrace_scope:     {}", opt(c.yama_ptrace_scope));
+    let _ = writeln!(
+        s,
+        "yama ptrace_scope:     {}",
+        c.yama_ptrace_scope.map_or_else(
+            || "no Yama (ptrace limited only by uid and capabilities)".to_owned(),
+            |scope| scope.to_string()
+        )
+    );
     let _ = writeln!(
         s,
         "capabilities:          CAP_PERFMON {}, CAP_SYS_ADMIN {}, CAP_SYS_PTRACE {}, CAP_KILL {}",
