@@ -1,1 +1,3 @@
 //! hwbp: hardware watchpoints on Linux.
+pub mod ptrace;
+pub mod sys;
