@@ -574,10 +574,11 @@ impl Tracer {
                 Err(_) => continue, // remembered in shutdown_requested
             };
             let Some((sig, event)) = stopped(st.status) else {
-                self.threads.remove(&st.tid);
-                if st.tid.0 == self.pid {
-                    self.deferred.push_back(st);
+                // Gone: the main loop reports it.
+                if let Some(th) = self.threads.get_mut(&st.tid) {
+                    th.running = false;
                 }
+                self.deferred.push_back(st);
                 continue;
             };
             let th = self.threads.entry(st.tid).or_insert(Thread {
@@ -653,6 +654,7 @@ impl Tracer {
         // (3) Settle each queued status into the signal its thread is detached with.
         while let Some(st) = self.deferred.pop_front() {
             let Some((sig, event)) = stopped(st.status) else {
+                self.threads.remove(&st.tid);
                 continue;
             };
             let inject = if event != 0 {
