@@ -546,6 +546,14 @@ impl Tracer {
     /// Interrupts every running thread (but `except`) and waits until each is stopped.
     /// Statuses other than our interrupt stops are queued for the main loop.
     fn stop_all(&mut self, except: Option<Tid>) -> Result<(), TraceError> {
+        // Hot path (every reported hit): no allocation when no other thread runs.
+        if !self
+            .threads
+            .iter()
+            .any(|(t, th)| th.running && Some(*t) != except)
+        {
+            return Ok(());
+        }
         let running: Vec<Tid> = self
             .threads
             .iter()
@@ -612,6 +620,9 @@ impl Tracer {
     }
 
     fn resume_interrupted(&mut self) -> Result<(), TraceError> {
+        if !self.threads.values().any(|th| th.interrupted) {
+            return Ok(());
+        }
         let tids: Vec<Tid> = self
             .threads
             .iter()
