@@ -167,6 +167,27 @@ pub enum RuleError {
         /// The requested length.
         len_bytes: u64,
     },
+    /// A length outside 1..=max that one slot cannot express (arm64: 1..=8, any length).
+    LengthOutOfRange {
+        /// The refused length.
+        len_bytes: u64,
+        /// The largest single-slot length.
+        max_len_bytes: u64,
+    },
+    /// A byte-address-select mask that is not one contiguous run of bytes (arm64
+    /// `arch_bp_generic_fields()`).
+    InvalidBas {
+        /// The refused mask.
+        bas: u8,
+    },
+    /// An execute breakpoint at an address no instruction can start at (arm64: A64
+    /// instructions are 4-byte aligned, so the breakpoint could never trigger).
+    InstructionMisaligned {
+        /// The requested address.
+        addr: u64,
+        /// The instruction alignment.
+        required_align: u64,
+    },
 }
 
 impl RuleError {
@@ -275,6 +296,27 @@ impl fmt::Display for RuleError {
                 f,
                 "an execute breakpoint names one instruction, not a {len_bytes}-byte region; \
                  omit the length"
+            ),
+            RuleError::LengthOutOfRange {
+                len_bytes,
+                max_len_bytes,
+            } => write!(
+                f,
+                "one slot watches 1 to {max_len_bytes} bytes, not {len_bytes}; split the region \
+                 (hwbp plan does it)"
+            ),
+            RuleError::InvalidBas { bas } => write!(
+                f,
+                "byte-address-select mask {bas:#04x} does not select one contiguous run of bytes; \
+                 use a mask such as 0x0f or 0x3c"
+            ),
+            RuleError::InstructionMisaligned {
+                addr,
+                required_align,
+            } => write!(
+                f,
+                "instructions start at multiples of {required_align}, so a breakpoint at {addr:#x} \
+                 could never trigger; use the instruction's address"
             ),
         }
     }

@@ -17,6 +17,10 @@ pub mod access;
 pub mod arch;
 pub mod attr;
 pub mod error;
+pub mod hit;
+pub mod manager;
+pub mod percpu;
+pub mod reserve;
 pub mod spec;
 
 pub use access::Access;

@@ -16,11 +16,22 @@ use crate::attr::{BpAttr, PoolKind};
 use crate::error::{PlanError, RuleError};
 use crate::spec::{Region, Spec};
 
+pub mod arm64;
+pub mod power;
 pub mod x86_64;
 
 /// The host's architecture, for callers that want "whatever this machine has".
 #[cfg(target_arch = "x86_64")]
 pub type NativeArch = x86_64::X86_64;
+
+/// The host's architecture, for callers that want "whatever this machine has".
+#[cfg(target_arch = "aarch64")]
+pub type NativeArch = arm64::Arm64;
+
+/// The host's architecture, for callers that want "whatever this machine has" (POWER9 rules,
+/// which also hold on POWER10; the generation is not known at compile time).
+#[cfg(target_arch = "powerpc64")]
+pub type NativeArch = power::Power;
 
 /// Planners refuse to produce more pieces than this: no architecture has more slots
 /// (arm64's maximum is 16 per pool), so a larger plan could never be armed.
@@ -111,6 +122,32 @@ pub trait Arch: Clone + Debug {
     /// Covers `spec` exactly with the fewest slots this arch allows. Each chunk's `attr` passes
     /// [`Arch::arch_parse`].
     fn plan(&self, spec: &Spec) -> Result<Vec<Chunk>, PlanError>;
+
+    /// Which registers of `pool` in `regs` trap an access of kind `access` to `region`, read
+    /// from the register file with the hardware's own matching rules (bit `i` = register `i`).
+    ///
+    /// `None` (the default): the arch does not decode its register file, and callers match the
+    /// installed settings with [`crate::hit::hw_traps`] instead.
+    fn trapping_registers(
+        &self,
+        _regs: &Self::Regs,
+        _pool: PoolKind,
+        _access: Access,
+        _region: Region,
+    ) -> Option<u32> {
+        None
+    }
+
+    /// Whether data watchpoints trap before the access is performed (arm64) rather than after
+    /// it (x86, the default).
+    fn data_traps_before_access(&self) -> bool {
+        false
+    }
+
+    /// Writes a register file for people (x86: `dr0=.. dr7=..` in hex). Default: `Debug`.
+    fn fmt_regs(&self, regs: &Self::Regs, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        write!(out, "{regs:?}")
+    }
 
     /// Index of `pool` among the arch's pools: 0 for both kinds on mixed arches.
     fn pool_index(&self, pool: PoolKind) -> usize {

@@ -7,12 +7,16 @@
 //! reported instruction pointer is the instruction after the access.
 
 mod encode;
+mod hits;
 mod plan;
+mod ptrace;
 mod regs;
 mod validate;
 
 pub use encode::{decode_dr7, encode_dr7, encode_dr7_slot};
+pub use hits::{dr6_status, handle_dr6, DebugOutcome};
 pub use plan::{gdb_piece_len, x86_piece_count};
+pub use ptrace::{DebugRegFile, DrError};
 pub use regs::{
     Dr6, Dr7, X86Hw, X86Len, X86Regs, X86Type, DR6_RESERVED, DR7_GE, DR7_LE, DR7_RESERVED,
 };
@@ -134,5 +138,19 @@ impl Arch for X86_64 {
 
     fn plan(&self, spec: &Spec) -> Result<Vec<Chunk>, PlanError> {
         plan::plan(self, spec)
+    }
+
+    fn trapping_registers(
+        &self,
+        regs: &X86Regs,
+        _pool: PoolKind,
+        access: Access,
+        region: Region,
+    ) -> Option<u32> {
+        Some(hits::trapping_registers(regs, access, region))
+    }
+
+    fn fmt_regs(&self, regs: &X86Regs, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        hits::fmt_regs(regs, out)
     }
 }

@@ -1,0 +1,7 @@
+//! hwbp-core's integration tests: one binary, one module per area.
+
+#[path = "core/arm64_power.rs"]
+mod arm64_power;
+
+#[path = "core/reserve_props.rs"]
+mod reserve_props;
