@@ -20,10 +20,12 @@ pub mod error;
 pub mod hit;
 pub mod manager;
 pub mod percpu;
+pub mod regfile;
 pub mod reserve;
 pub mod spec;
 
 pub use access::Access;
 pub use attr::{BpAttr, PoolKind};
-pub use error::{ErrorClass, RuleError};
+pub use error::{ErrorClass, PlanError, RuleError};
+pub use regfile::{RegFile, WatchId};
 pub use spec::{Privilege, Region, Spec};
