@@ -2,13 +2,17 @@
 //! `PTRACE_POKEUSER`/`PTRACE_PEEKUSER` sequences applied to two [`DrFile`]s, compared step by
 //! step (result and read-back value).
 //!
-//! The real side is [`PtraceDrFile`] (a stopped tracee). The other side is pluggable: any
-//! model of Linux's `arch/x86/kernel/ptrace.c` emulation implements [`DrFile`] (hwbp-core's
-//! ptrace DR-file emulation once it lands), or a second real tracee (determinism check).
+//! The real side is [`PtraceDrFile`] (a stopped tracee); the model is [`CoreDrFile`],
+//! hwbp-core's emulation of Linux's `arch/x86/kernel/ptrace.c` (the sim's `ptrace
+//! poke/peek`). Any other [`DrFile`] plugs in the same way.
 //!
 //! Not for: arming watches (stop mode uses perf `sigtrap` events, see `docs/STOP_MODE.md`).
 
 use std::fmt;
+
+use hwbp_core::arch::x86_64::{DebugRegFile, X86_64};
+use hwbp_core::manager::Manager;
+use hwbp_core::reserve::TaskId;
 
 use crate::sys::ptrace as sys;
 use crate::sys::ptrace::Tid;
@@ -71,6 +75,44 @@ impl DrFile for PtraceDrFile {
                 Ok(()) => DrOutcome::Done,
                 Err(e) => DrOutcome::Errno(e.0),
             },
+        }
+    }
+}
+
+/// hwbp-core's model: one thread's [`DebugRegFile`] on a [`Manager`] with `cpus` CPUs and
+/// nothing else installed.
+#[derive(Clone, Debug)]
+pub struct CoreDrFile {
+    manager: Manager<X86_64>,
+    file: DebugRegFile,
+    task: TaskId,
+}
+
+impl CoreDrFile {
+    /// A fresh model machine with `cpus` possible CPUs.
+    pub fn new(cpus: u32) -> CoreDrFile {
+        CoreDrFile {
+            manager: Manager::new(X86_64::new(), cpus),
+            file: DebugRegFile::new(),
+            task: TaskId(1),
+        }
+    }
+}
+
+impl DrFile for CoreDrFile {
+    fn apply(&mut self, op: DrOp) -> DrOutcome {
+        let errno = |e: hwbp_core::arch::x86_64::DrError| DrOutcome::Errno(e.class().errno());
+        match op {
+            DrOp::Peek { reg } => match self.file.peek(&self.manager, reg) {
+                Ok(v) => DrOutcome::Value(v),
+                Err(e) => errno(e),
+            },
+            DrOp::Poke { reg, value } => {
+                match self.file.poke(&mut self.manager, self.task, reg, value) {
+                    Ok(()) => DrOutcome::Done,
+                    Err(e) => errno(e),
+                }
+            }
         }
     }
 }

@@ -24,7 +24,8 @@ use hwbp_core::{Access, Region};
 
 pub use crate::sys::ptrace::{Errno, Tid};
 pub use drfile::{
-    random_steps, run_differential, DrFile, DrOp, DrOutcome, Mismatch, PtraceDrFile, StepRng,
+    random_steps, run_differential, CoreDrFile, DrFile, DrOp, DrOutcome, Mismatch, PtraceDrFile,
+    StepRng,
 };
 pub use expr::{BinOp, EvalError, Expr, ParseError, UnOp};
 pub use tracer::{install_shutdown_signals, Tracer};
