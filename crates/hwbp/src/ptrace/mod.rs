@@ -28,7 +28,7 @@ pub use drfile::{
     StepRng,
 };
 pub use expr::{BinOp, EvalError, Expr, ParseError, UnOp};
-pub use tracer::{install_shutdown_signals, Tracer};
+pub use tracer::{install_shutdown_signals, resolve_program, Tracer};
 pub use value::{Value, ValueType};
 
 /// One thing to watch in stop mode.

@@ -56,6 +56,8 @@ pub struct Tracer {
     shutdown_requested: Option<i32>,
     released: bool,
     hits: u64,
+    /// ptrace requests only work from the thread that attached: not `Send`, not `Sync`.
+    _same_thread: std::marker::PhantomData<*const ()>,
 }
 
 /// Blocks SIGINT, SIGTERM, SIGHUP and SIGCHLD in the calling thread, so that a [`Tracer`]
@@ -117,11 +119,13 @@ impl Tracer {
             shutdown_requested: None,
             released: false,
             hits: 0,
+            _same_thread: std::marker::PhantomData,
         }
     }
 
-    /// Starts `path` (already resolved; no `PATH` search) under stop mode and arms `watches`
-    /// at its exec, before its first instruction runs.
+    /// Starts `path` (already resolved, see [`resolve_program`]) with `args` and the current
+    /// environment plus `env` (added or overriding), under stop mode; arms `watches` at its
+    /// exec, before its first instruction runs.
     pub fn spawn(
         path: &str,
         args: &[String],
@@ -130,7 +134,11 @@ impl Tracer {
         opts: StopOptions,
     ) -> Result<Tracer, TraceError> {
         let plan = plan_all(&watches)?;
-        let prepared = sys::Prepared::new(path, args, env).ok_or(TraceError::Spawn {
+        let mut full: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| !env.iter().any(|(e, _)| e == k))
+            .collect();
+        full.extend(env.iter().cloned());
+        let prepared = sys::Prepared::new(path, args, &full).ok_or(TraceError::Spawn {
             errno: Errno(libc::EINVAL),
         })?;
         let tid = sys::fork_stopped(&prepared).map_err(|errno| TraceError::Spawn { errno })?;
@@ -395,7 +403,7 @@ impl Tracer {
             let tid = st.tid;
             let Some((sig, event)) = stopped(st.status) else {
                 // Exited or killed.
-                self.threads.remove(&tid);
+                let known = self.threads.remove(&tid).is_some();
                 if tid.0 == self.pid {
                     self.released = true;
                     self.threads.clear();
@@ -405,7 +413,9 @@ impl Tracer {
                         RunEnd::Killed(libc::WTERMSIG(st.status))
                     });
                 }
-                handler.thread(ThreadEvent::Exited(tid));
+                if known {
+                    handler.thread(ThreadEvent::Exited(tid));
+                }
                 continue;
             };
             let Some(th) = self.threads.get_mut(&tid) else {
@@ -724,6 +734,24 @@ impl Drop for Tracer {
     fn drop(&mut self) {
         let _ = self.release(false);
     }
+}
+
+/// `PATH` lookup as a shell does it: a name with a `/` is taken as is; else the first
+/// executable `DIR/name` of `$PATH`.
+pub fn resolve_program(name: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &std::path::Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if name.contains('/') {
+        let p = std::path::PathBuf::from(name);
+        return executable(&p).then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| executable(p))
 }
 
 /// Plans every watch with hwbp-core's x86 planner and checks the per-thread register budget.

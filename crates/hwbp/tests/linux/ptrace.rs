@@ -156,6 +156,31 @@ fn spawned_target_reports_every_write_with_exact_old_and_new() {
     assert_eq!(text.trim(), format!("sum {} writes 1000", seq_sum(1000)));
 }
 
+/// SIGTRAP and SIGUSR1 the target raises itself are not hits: they reach its handlers
+/// unchanged, while every write is still exactly one hit.
+#[test]
+fn foreign_signals_are_reinjected_unchanged() {
+    let bin = fixture_or_skip!();
+    let addr = target_addr(bin);
+    let out = out_file("signals");
+    let mut t = spawn(
+        bin,
+        &["signals", "200", "nowait"],
+        &out,
+        vec![watch_i64(addr)],
+        StopOptions::default(),
+    );
+    let mut rec = Recorder::default();
+    assert_eq!(t.run(&mut rec).unwrap(), RunEnd::Exited(0));
+    assert_eq!(rec.hits.len(), 200);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        text,
+        format!("traps 200 usr1 200\nsum {} writes 200\n", seq_sum(200))
+    );
+    assert!(hwbp::ptrace::resolve_program("sh").is_some_and(|p| p.is_absolute()));
+}
+
 #[test]
 fn conditions_and_changed_filter_exactly() {
     let bin = fixture_or_skip!();
