@@ -726,6 +726,11 @@ impl Tracer {
         for (tid, th) in self.threads.drain() {
             let _ = sys::detach(tid, th.resume_sig);
         }
+        if leave_stopped {
+            // The queued SIGSTOP is taken once each thread runs again: return only when the
+            // group stop is complete, so that `gdb -p` finds it stopped.
+            wait_group_stopped(self.pid);
+        }
         Ok(())
     }
 }
@@ -733,6 +738,29 @@ impl Tracer {
 impl Drop for Tracer {
     fn drop(&mut self) {
         let _ = self.release(false);
+    }
+}
+
+/// Polls `/proc/PID/task/*/stat` until every thread is in state `T` (stopped), the process is
+/// gone, or about two seconds passed.
+fn wait_group_stopped(pid: i32) {
+    let state = |tid: Tid| {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit(')')
+                    .next()?
+                    .split_whitespace()
+                    .next()
+                    .map(str::to_owned)
+            })
+    };
+    for _ in 0..20_000 {
+        let tids = task_ids(pid);
+        if tids.is_empty() || tids.iter().all(|t| state(*t).is_none_or(|s| s == "T")) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(100));
     }
 }
 
