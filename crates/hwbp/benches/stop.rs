@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use hwbp::ptrace::{Hit, RunEnd, StopHandler, StopOptions, Tracer, Verdict, WatchSpec};
+use hwbp::sys::ptrace as sys;
 use hwbp_core::Region;
 
 fn build(name: &str) -> PathBuf {
@@ -51,6 +52,7 @@ enum Tool {
     Baseline,
     Hwbp,
     HwbpRegs,
+    HwbpGuarded,
     CTracer,
     Gdb,
     GdbCounted,
@@ -68,7 +70,13 @@ fn run(tool: Tool, n: u64, wl: &Path, ct: &Path, addr: u64, script: &Path) -> (f
                 .success());
             n
         }
-        Tool::Hwbp | Tool::HwbpRegs => {
+        Tool::Hwbp | Tool::HwbpRegs | Tool::HwbpGuarded => {
+            // The CLI's configuration: shutdown signals blocked, taken by sigwaitinfo.
+            let guard = (tool == Tool::HwbpGuarded).then(|| {
+                let mut set = sys::SHUTDOWN_SIGNALS.to_vec();
+                set.push(libc::SIGCHLD);
+                sys::block_signals(&set).expect("block signals")
+            });
             let w = WatchSpec::write(Region::new(addr, 8));
             let opts = StopOptions {
                 regs: tool == Tool::HwbpRegs,
@@ -78,6 +86,9 @@ fn run(tool: Tool, n: u64, wl: &Path, ct: &Path, addr: u64, script: &Path) -> (f
                 .expect("spawn");
             let mut c = Count(0);
             assert_eq!(t.run(&mut c).unwrap(), RunEnd::Exited(0));
+            if let Some(old) = guard {
+                sys::restore_signals(&old);
+            }
             c.0
         }
         Tool::CTracer => {
@@ -155,7 +166,13 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
-    let mut tools = vec![Tool::Baseline, Tool::Hwbp, Tool::HwbpRegs, Tool::CTracer];
+    let mut tools = vec![
+        Tool::Baseline,
+        Tool::Hwbp,
+        Tool::HwbpRegs,
+        Tool::HwbpGuarded,
+        Tool::CTracer,
+    ];
     if gdb_ok {
         tools.push(Tool::Gdb);
         tools.push(Tool::GdbCounted);
@@ -209,6 +226,7 @@ fn main() {
         let name = match t {
             Tool::Hwbp => "hwbp stop mode (perf sigtrap + ptrace)",
             Tool::HwbpRegs => "hwbp stop mode + registers",
+            Tool::HwbpGuarded => "hwbp stop mode + signal guard (as the CLI runs it)",
             Tool::CTracer => "minimal C ptrace tracer (DR0/DR7)",
             Tool::Gdb => "gdb watch + commands (silent, continue)",
             Tool::GdbCounted => "gdb watch + commands (silent, $hits++, continue)",

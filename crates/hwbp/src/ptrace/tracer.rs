@@ -488,8 +488,27 @@ impl Tracer {
                         self.arm(tid)?;
                         handler.thread(ThreadEvent::Started(tid));
                     }
-                    // Interrupt stops (stray ones from all-stop) and group stops: resume.
-                    self.resume(tid, 0)?;
+                    if sig == libc::SIGTRAP {
+                        // An interrupt stop (a stray one from all-stop) or a new thread's
+                        // first stop: resume.
+                        self.resume(tid, 0)?;
+                    } else {
+                        // A group stop (SIGSTOP, SIGTSTP, ...): stay stopped for job control
+                        // until SIGCONT, still traced (`PTRACE_LISTEN`).
+                        match sys::listen(tid) {
+                            Ok(()) | Err(Errno(libc::ESRCH)) => {}
+                            Err(errno) => {
+                                return Err(TraceError::Ptrace {
+                                    op: "PTRACE_LISTEN",
+                                    tid,
+                                    errno,
+                                })
+                            }
+                        }
+                        if let Some(th) = self.threads.get_mut(&tid) {
+                            th.running = true;
+                        }
+                    }
                 }
                 _ => self.resume(tid, 0)?, // PTRACE_EVENT_EXIT and others
             }

@@ -91,6 +91,13 @@ pub fn interrupt(tid: Tid) -> Result<(), Errno> {
     check(r).map(drop)
 }
 
+/// `PTRACE_LISTEN`: leave a thread in its group stop (until SIGCONT) without a ptrace stop.
+pub fn listen(tid: Tid) -> Result<(), Errno> {
+    // SAFETY: no pointers are passed.
+    let r = unsafe { libc::ptrace(libc::PTRACE_LISTEN, tid.0, 0usize, 0usize) };
+    check(r).map(drop)
+}
+
 /// `PTRACE_CONT`, delivering `sig` (0 = none).
 pub fn cont(tid: Tid, sig: i32) -> Result<(), Errno> {
     // SAFETY: no pointers are passed; `data` is a signal number.

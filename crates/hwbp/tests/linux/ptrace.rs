@@ -181,6 +181,51 @@ fn foreign_signals_are_reinjected_unchanged() {
     assert!(hwbp::ptrace::resolve_program("sh").is_some_and(|p| p.is_absolute()));
 }
 
+/// Job control still works under stop mode: SIGSTOP stops the target (the tracer leaves the
+/// group stop in place with `PTRACE_LISTEN`) until SIGCONT; the tracer then follows it to its
+/// normal exit.
+#[test]
+fn sigstop_and_sigcont_keep_their_meaning() {
+    let bin = fixture_or_skip!();
+    let mut target = Target::start(bin, &["cmd"]);
+    let pid = target.pid();
+    let (tracer, mut report) = fork_tracer(pid, StopOptions::default(), None);
+    assert_eq!(read_byte(&mut report), Some(b'R'));
+    target.send("w 10\n");
+    assert_eq!(target.line(), "ok 10");
+    sys::kill(pid, libc::SIGSTOP).unwrap();
+    let state = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        stat.rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    // Stopped by job control ('T' or, while a ptrace stop is being turned into the listening
+    // group stop, 't'); it does not run on: a command sent now is not answered until SIGCONT.
+    while !matches!(state().as_str(), "T" | "t") {
+        std::thread::yield_now();
+    }
+    target.send("w 5\n");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(
+        matches!(state().as_str(), "T" | "t"),
+        "still stopped: {}",
+        state()
+    );
+    sys::kill(pid, libc::SIGCONT).unwrap();
+    assert_eq!(target.line(), "ok 15");
+    target.send("q\n");
+    let (status, out) = target.finish();
+    assert_eq!(read_byte(&mut report), Some(b'X'));
+    reap(tracer);
+    assert!(status.success(), "{status:?}");
+    assert_eq!(out, format!("sum {} writes 15", seq_sum(15)));
+}
+
 #[test]
 fn conditions_and_changed_filter_exactly() {
     let bin = fixture_or_skip!();
