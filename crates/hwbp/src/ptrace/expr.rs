@@ -507,8 +507,8 @@ mod tests {
     fn typed_values_compare_exactly() {
         // u64::MAX read as unsigned is not -1; read as i64 it is.
         let raw = u64::MAX.to_le_bytes();
-        let u = ValueType::Uint { bytes: 8 }.decode(&raw);
-        let s = ValueType::Int { bytes: 8 }.decode(&raw);
+        let u = ValueType::Unsigned { len_bytes: 8 }.decode(&raw);
+        let s = ValueType::Signed { len_bytes: 8 }.decode(&raw);
         assert!(!holds("new < 0", u, u));
         assert!(holds("new < 0", s, s));
         assert!(holds("new == 0xffffffffffffffff", u, u));

@@ -68,7 +68,7 @@ fn seq_sum(n: i64) -> i64 {
 
 fn watch_i64(addr: u64) -> WatchSpec {
     WatchSpec {
-        ty: ValueType::Int { bytes: 8 },
+        ty: ValueType::Signed { len_bytes: 8 },
         ..WatchSpec::write(Region::new(addr, 8))
     }
 }
