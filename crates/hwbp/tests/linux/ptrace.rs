@@ -82,6 +82,29 @@ struct Recorder {
     on_exec: Option<ExecVerdict>,
     break_at: Option<usize>,
     rip_seen: Vec<u64>,
+    /// All-stop check: at each hit, every other thread of this process must be stopped.
+    check_all_stopped: Option<i32>,
+    others_running_at_a_hit: Vec<(Tid, String)>,
+}
+
+/// `/proc/PID/task/TID/stat` state letter of every thread but `except`.
+fn other_thread_states(pid: i32, except: Tid) -> Vec<(Tid, String)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok().map(Tid))
+        .filter(|t| *t != except)
+        .filter_map(|t| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{t}/stat")).ok()?;
+            let state = stat
+                .rsplit(')')
+                .next()?
+                .split_whitespace()
+                .next()?
+                .to_string();
+            Some((t, state))
+        })
+        .collect()
 }
 
 impl StopHandler for Recorder {
@@ -90,6 +113,13 @@ impl StopHandler for Recorder {
             .push((hit.tid, hit.piece, hit.old_value, hit.new_value));
         if let Some(r) = hit.regs {
             self.rip_seen.push(r.ip());
+        }
+        if let Some(pid) = self.check_all_stopped {
+            // 't' = ptrace stop; a thread that already exited may show as zombie or dead.
+            let running = other_thread_states(pid, hit.tid)
+                .into_iter()
+                .filter(|(_, s)| !matches!(s.as_str(), "t" | "Z" | "X"));
+            self.others_running_at_a_hit.extend(running);
         }
         if self.break_at == Some(self.hits.len()) {
             return Verdict::Break;
@@ -453,10 +483,18 @@ fn attach_follows_threads_created_later_and_their_exit() {
     let mut t = Tracer::attach(pid, vec![watch_i64(addr)], StopOptions::default()).unwrap();
     assert_eq!(t.threads(), vec![Tid(pid)]);
     target.send("go\n");
-    let mut rec = Recorder::default();
+    let mut rec = Recorder {
+        check_all_stopped: Some(pid),
+        ..Recorder::default()
+    };
     // The target is also our child: the tracer reaps its exit.
     assert_eq!(t.run(&mut rec).unwrap(), RunEnd::Exited(0));
     assert_eq!(rec.hits.len(), 4 * 250 + 100);
+    assert_eq!(
+        rec.others_running_at_a_hit,
+        vec![],
+        "all-stop: every thread stopped at each hit"
+    );
     assert_eq!(rec.started.len(), 4);
     assert_eq!(rec.exited.len(), 4);
     for tid in &rec.started {
