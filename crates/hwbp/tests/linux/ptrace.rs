@@ -82,6 +82,7 @@ struct Recorder {
     on_exec: Option<ExecVerdict>,
     break_at: Option<usize>,
     rip_seen: Vec<u64>,
+    detach_at: Option<usize>,
     /// All-stop check: at each hit, every other thread of this process must be stopped.
     check_all_stopped: Option<i32>,
     others_running_at_a_hit: Vec<(Tid, String)>,
@@ -123,6 +124,9 @@ impl StopHandler for Recorder {
         }
         if self.break_at == Some(self.hits.len()) {
             return Verdict::Break;
+        }
+        if self.detach_at == Some(self.hits.len()) {
+            return Verdict::Detach;
         }
         Verdict::Continue
     }
@@ -790,6 +794,135 @@ fn sigkill_during_a_hit_storm_only_the_documented_window_remains() {
     }
     eprintln!("SIGKILL during storm: {ok} finished, {trapped} killed by SIGTRAP in the window");
     assert_eq!(ok + trapped, 30);
+}
+
+/// Refusals that need no process: they come before anything is spawned or attached.
+#[test]
+fn planning_errors_come_first() {
+    let bin = fixture_or_skip!();
+    let addr = target_addr(bin);
+    let out = out_file("plan");
+    let env = vec![(
+        "HWBP_FIXTURE_OUT".to_string(),
+        out.to_string_lossy().into_owned(),
+    )];
+    let args = vec!["seq".to_string(), "1".to_string(), "nowait".to_string()];
+    // addr+3, 40 bytes: 1 + 4 + 4 x 8 + 2 + 1 aligned pieces = 8 > 4 debug registers.
+    let wide = WatchSpec::write(Region::new(addr + 3, 40));
+    let err = Tracer::spawn(
+        bin.to_str().unwrap(),
+        &args,
+        &env,
+        vec![wide],
+        StopOptions::default(),
+    )
+    .err()
+    .unwrap();
+    assert_eq!(
+        err,
+        hwbp::ptrace::TraceError::TooManyPieces {
+            needed: 8,
+            capacity: 4
+        }
+    );
+    let read = WatchSpec {
+        access: hwbp_core::Access::Read,
+        ..WatchSpec::write(Region::new(addr, 8))
+    };
+    let err = Tracer::spawn(
+        bin.to_str().unwrap(),
+        &args,
+        &env,
+        vec![read],
+        StopOptions::default(),
+    )
+    .err()
+    .unwrap();
+    assert_eq!(
+        err,
+        hwbp::ptrace::TraceError::Plan(hwbp_core::PlanError::Rule(
+            hwbp_core::RuleError::ReadOnlyUnsupported
+        ))
+    );
+    assert!(!out.exists(), "nothing was started");
+}
+
+/// `Verdict::Detach` at hit 10: the watches are removed, the target runs on unwatched and
+/// finishes normally.
+#[test]
+fn detach_verdict_lets_the_target_finish() {
+    let bin = fixture_or_skip!();
+    let addr = target_addr(bin);
+    let out = out_file("detach");
+    let mut t = spawn(
+        bin,
+        &["seq", "500", "nowait"],
+        &out,
+        vec![watch_i64(addr)],
+        StopOptions::default(),
+    );
+    let pid = t.pid();
+    let mut rec = Recorder {
+        detach_at: Some(10),
+        ..Recorder::default()
+    };
+    assert_eq!(t.run(&mut rec).unwrap(), RunEnd::Detached);
+    assert_eq!(rec.hits.len(), 10);
+    drop(t);
+    let st = reap(pid);
+    assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0, "{st:#x}");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap().trim(),
+        format!("sum {} writes 500", seq_sum(500))
+    );
+}
+
+/// `StopOptions::kill_on_tracer_death` (PTRACE_O_EXITKILL) for spawned targets: the target
+/// dies with the tracer.
+#[test]
+fn exitkill_option_takes_a_spawned_target_down_with_the_tracer() {
+    let bin = fixture_or_skip!();
+    let addr = target_addr(bin);
+    let out = out_file("exitkill");
+    let mut fds = [0; 2];
+    // SAFETY: pipe() fills two fds we then own.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: the child runs single-threaded code and leaves with _exit.
+    let tracer = unsafe { libc::fork() };
+    if tracer == 0 {
+        let opts = StopOptions {
+            kill_on_tracer_death: true,
+            ..StopOptions::default()
+        };
+        let mut t = spawn(
+            bin,
+            &["seq", "100000000", "nowait"],
+            &out,
+            vec![watch_i64(addr)],
+            opts,
+        );
+        let pid = t.pid().to_ne_bytes();
+        // SAFETY: fds[1] is a valid pipe end; `pid` is 4 readable bytes.
+        unsafe { libc::write(fds[1], pid.as_ptr().cast(), 4) };
+        let _ = t.run(&mut Recorder::default());
+        // SAFETY: leave without running the harness's exit machinery.
+        unsafe { libc::_exit(0) };
+    }
+    // SAFETY: the parent closes its copy of the write end.
+    unsafe { libc::close(fds[1]) };
+    let mut pid = [0u8; 4];
+    // SAFETY: fds[0] is ours; reading 4 bytes into `pid`.
+    assert_eq!(unsafe { libc::read(fds[0], pid.as_mut_ptr().cast(), 4) }, 4);
+    let target = i32::from_ne_bytes(pid);
+    sys::kill(tracer, libc::SIGKILL).unwrap();
+    reap(tracer);
+    // Reparented to init, which reaps it once the kernel's SIGKILL has taken it down.
+    while std::fs::read_to_string(format!("/proc/{target}/stat")).is_ok_and(|s| !s.contains(") Z"))
+    {
+        std::thread::yield_now();
+    }
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    assert!(!text.contains("sum"), "the target did not finish: {text}");
 }
 
 #[path = "ptrace_drfile.rs"]
