@@ -269,6 +269,12 @@ impl Tracer {
         self.pid
     }
 
+    /// Hits seen so far, including those the condition or `changed` filtered out (for a
+    /// summary: reported vs seen).
+    pub fn hits_seen(&self) -> u64 {
+        self.hits
+    }
+
     /// The traced threads.
     pub fn threads(&self) -> Vec<Tid> {
         let mut v: Vec<Tid> = self.threads.keys().copied().collect();

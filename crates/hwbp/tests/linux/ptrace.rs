@@ -75,7 +75,8 @@ fn watch_i64(addr: u64) -> WatchSpec {
 
 #[derive(Default)]
 struct Recorder {
-    hits: Vec<(Tid, usize, Value, Value)>,
+    /// (thread, piece, old, new, watch)
+    hits: Vec<(Tid, usize, Value, Value, usize)>,
     started: Vec<Tid>,
     exited: Vec<Tid>,
     execs: usize,
@@ -111,7 +112,7 @@ fn other_thread_states(pid: i32, except: Tid) -> Vec<(Tid, String)> {
 impl StopHandler for Recorder {
     fn hit(&mut self, hit: &Hit<'_>) -> Verdict {
         self.hits
-            .push((hit.tid, hit.piece, hit.old_value, hit.new_value));
+            .push((hit.tid, hit.piece, hit.old_value, hit.new_value, hit.watch));
         if let Some(r) = hit.regs {
             self.rip_seen.push(r.ip());
         }
@@ -176,7 +177,7 @@ fn spawned_target_reports_every_write_with_exact_old_and_new() {
     let mut rec = Recorder::default();
     assert_eq!(t.run(&mut rec).unwrap(), RunEnd::Exited(0));
     assert_eq!(rec.hits.len(), 1000);
-    for (i, &(_, piece, old, new)) in rec.hits.iter().enumerate() {
+    for (i, &(_, piece, old, new, _)) in rec.hits.iter().enumerate() {
         let i = i as i64;
         let expect_old = if i == 0 { 0 } else { f(i - 1) };
         assert_eq!(piece, 0);
@@ -277,6 +278,7 @@ fn conditions_and_changed_filter_exactly() {
     );
     let mut rec = Recorder::default();
     assert_eq!(t.run(&mut rec).unwrap(), RunEnd::Exited(0));
+    assert_eq!(t.hits_seen(), 300, "every write was seen, 15 reported");
     let expected: Vec<i64> = (0..300).map(f).filter(|v| *v < 0).collect();
     let got: Vec<Value> = rec.hits.iter().map(|h| h.3).collect();
     assert_eq!(
@@ -794,6 +796,42 @@ fn sigkill_during_a_hit_storm_only_the_documented_window_remains() {
     }
     eprintln!("SIGKILL during storm: {ok} finished, {trapped} killed by SIGTRAP in the window");
     assert_eq!(ok + trapped, 30);
+}
+
+/// Two watches at once: each hit names its watch; values exact for both.
+#[test]
+fn two_watches_are_told_apart() {
+    let bin = fixture_or_skip!();
+    let addr = target_addr(bin);
+    let out = Command::new(bin).arg("addr_other").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let other = u64::from_str_radix(text.trim().trim_start_matches("0x"), 16).unwrap();
+    let out = out_file("two");
+    let watches = vec![watch_i64(addr), watch_i64(other)];
+    let mut t = spawn(
+        bin,
+        &["two", "300", "nowait"],
+        &out,
+        watches,
+        StopOptions::default(),
+    );
+    let mut rec = Recorder::default();
+    assert_eq!(t.run(&mut rec).unwrap(), RunEnd::Exited(0));
+    assert_eq!(rec.hits.len(), 600);
+    for (k, h) in rec.hits.iter().enumerate() {
+        let i = (k / 2) as i64;
+        let (watch, old, new) = if k % 2 == 0 {
+            (0, if i == 0 { 0 } else { f(i - 1) }, f(i))
+        } else {
+            (1, if i == 0 { 0 } else { -(i - 1) }, -i)
+        };
+        assert_eq!(h.4, watch, "hit {k}");
+        assert_eq!(
+            (h.2, h.3),
+            (Value::Int(old.into()), Value::Int(new.into())),
+            "hit {k}"
+        );
+    }
 }
 
 /// Refusals that need no process: they come before anything is spawned or attached.
