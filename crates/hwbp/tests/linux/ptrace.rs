@@ -58,6 +58,18 @@ fn target_addr(bin: &Path) -> u64 {
     u64::from_str_radix(s.trim().trim_start_matches("0x"), 16).unwrap()
 }
 
+fn seed_from_env_or_clock() -> u64 {
+    std::env::var("HWBP_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        })
+}
+
 fn f(i: i64) -> i64 {
     7 * i - 100
 }
@@ -678,15 +690,7 @@ fn break_leaves_the_target_stopped_detached_and_unwatched() {
 #[test]
 fn shutdown_signals_during_a_hit_storm_leave_the_target_intact_100_times() {
     let bin = fixture_or_skip!();
-    let seed = std::env::var("HWBP_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let seed = seed_from_env_or_clock();
     eprintln!("shutdown storm seed {seed} (HWBP_SEED={seed} to replay)");
     let mut rng = StepRng::new(seed);
     let n = 40_000;
@@ -712,6 +716,34 @@ fn shutdown_signals_during_a_hit_storm_leave_the_target_intact_100_times() {
             "run {run} signal {sig}: target {status:?}"
         );
         assert_eq!(out, format!("sum {} writes {n}", seq_sum(n)), "run {run}");
+    }
+}
+
+/// The same with 4 threads hitting concurrently (all-stop active, hits queued behind interrupt
+/// stops), 30 times: the release drains every queued SIGTRAP; the target always finishes.
+#[test]
+fn shutdown_signals_with_concurrent_threads_leave_the_target_intact() {
+    let bin = fixture_or_skip!();
+    let seed = seed_from_env_or_clock();
+    eprintln!("threaded shutdown seed {seed} (HWBP_SEED={seed} to replay)");
+    let mut rng = StepRng::new(seed);
+    for run in 0..30 {
+        let sig = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP][run % 3];
+        let mut target = Target::start(bin, &["threads", "4", "20000"]);
+        let (tracer, mut report) = fork_tracer(target.pid(), StopOptions::default(), None);
+        assert_eq!(read_byte(&mut report), Some(b'R'), "run {run}");
+        target.send("go\n");
+        std::thread::sleep(std::time::Duration::from_micros(500 + rng.below(60_000)));
+        sys::kill(tracer, sig).unwrap();
+        let end = read_byte(&mut report);
+        reap(tracer);
+        let (status, out) = target.finish();
+        assert_eq!(end, Some(b'S'), "run {run} signal {sig}: tracer end");
+        assert!(
+            status.success(),
+            "run {run} signal {sig}: target {status:?}"
+        );
+        assert_eq!(out, "sum 0 writes 80000", "run {run}");
     }
 }
 

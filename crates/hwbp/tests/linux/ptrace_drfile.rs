@@ -2,18 +2,6 @@
 
 use super::*;
 
-fn seed_from_env_or_clock() -> u64 {
-    std::env::var("HWBP_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        })
-}
-
 /// A fixture thread in a ptrace stop, for PEEKUSER/POKEUSER.
 fn stopped_tracee(bin: &Path) -> Target {
     let t = Target::start(bin, &["idle"]);
