@@ -59,15 +59,30 @@ fn ptrace_dr_file_differential_against_the_core_emulation() {
     let bin = fixture_or_skip!();
     let addr = target_addr(bin);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-    for round in 0..3 {
+    let mut round = 0;
+    let mut foreign_enospc = 0;
+    while round < 3 {
         let seed = seed_from_env_or_clock().wrapping_add(round);
         eprintln!("DR differential seed {seed} (HWBP_SEED={seed} to replay)");
         let real = stopped_tracee(bin);
         let mut left = Tally(PtraceDrFile::new(Tid(real.pid())), Default::default());
         let mut model = CoreDrFile::new(cpus);
         let steps = random_steps(seed, 600, &[addr, addr + 8, addr - 64]);
-        let compared = run_differential(&mut left, &mut model, &steps)
-            .unwrap_or_else(|m| panic!("seed {seed}: real (left) vs hwbp-core (right): {m}"));
+        let result = run_differential(&mut left, &mut model, &steps);
+        release_tracee(real, &mut left.0);
+        let compared = match result {
+            Ok(n) => n,
+            // The model machine holds nothing else; the real one may, for a moment, hold a
+            // CPU-wide breakpoint of another test or tool, which refuses our 4th slot.
+            Err(m) if m.left == DrOutcome::Errno(libc::ENOSPC) && foreign_enospc < 5 => {
+                foreign_enospc += 1;
+                eprintln!(
+                    "seed {seed}: {m}: ENOSPC from another perf user on this machine; new round"
+                );
+                continue;
+            }
+            Err(m) => panic!("seed {seed}: real (left) vs hwbp-core (right): {m}"),
+        };
         assert!(compared >= 600);
         // The sequence exercises both accepted and refused writes of every kind.
         let t = &left.1;
@@ -77,7 +92,7 @@ fn ptrace_dr_file_differential_against_the_core_emulation() {
             "{t:?}"
         );
         assert!(t.nonzero_dr7_reads > 20, "{t:?}");
-        release_tracee(real, &mut left.0);
+        round += 1;
     }
 }
 
