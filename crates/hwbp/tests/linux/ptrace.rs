@@ -42,10 +42,29 @@ fn fixture() -> Option<&'static PathBuf> {
     .as_ref()
 }
 
+/// The machine-wide hardware-test lock (`/tmp/hwbp-hardware-tests.lock`, shared mode), the
+/// same `flock` the perf-layer tests take exclusively around CPU-bound events, slot probes and
+/// CPU hotplug, so that those never run while a stop-mode test holds debug registers.
+fn hw_shared_lock() -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open("/tmp/hwbp-hardware-tests.lock")
+        .expect("open the hardware-test lock file");
+    // SAFETY: flock on a descriptor we own; blocks until no exclusive holder remains.
+    let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH) };
+    assert_eq!(r, 0, "flock shared");
+    file
+}
+
+/// The fixture and the shared hardware lock, or a printed skip.
 macro_rules! fixture_or_skip {
     () => {
         match fixture() {
-            Some(f) => f,
+            Some(f) => (f, hw_shared_lock()),
             None => return,
         }
     };
@@ -176,7 +195,7 @@ fn spawn(
 
 #[test]
 fn spawned_target_reports_every_write_with_exact_old_and_new() {
-    let bin = fixture_or_skip!();
+    let (bin, _hw) = fixture_or_skip!();
     let addr = target_addr(bin);
     let out = out_file("seq");
     let mut t = spawn(
@@ -207,7 +226,7 @@ fn spawned_target_reports_every_write_with_exact_old_and_new() {
 /// unchanged, while every write is still exactly one hit.
 #[test]
 fn foreign_signals_are_reinjected_unchanged() {
-    let bin = fixture_or_skip!();
+    let (bin, _hw) = fixture_or_skip!();
     let addr = target_addr(bin);
     let out = out_file("signals");
     let mut t = spawn(
@@ -233,7 +252,7 @@ fn foreign_signals_are_reinjected_unchanged() {
 /// normal exit.
 #[test]
 fn sigstop_and_sigcont_keep_their_meaning() {
-    let bin = fixture_or_skip!();
+    let (bin, _hw) = fixture_or_skip!();
     let mut target = Target::start(bin, &["cmd"]);
     let pid = target.pid();
     let (tracer, mut report) = fork_tracer(pid, StopOptions::default(), None);
@@ -275,7 +294,7 @@ fn sigstop_and_sigcont_keep_their_meaning() {
 
 #[test]
 fn conditions_and_changed_filter_exactly() {
-    let bin = fixture_or_skip!();
+    let (bin, _hw) = fixture_or_skip!();
     let addr = target_addr(bin);
     // `new < 0` over f(i) = 7i - 100, i < 300: exactly the i with 7i < 100, i.e. 0..=14.
     let mut w = watch_i64(addr);
@@ -326,7 +345,7 @@ fn conditions_and_changed_filter_exactly() {
 
 #[test]
 fn registers_and_pieces_of_an_unaligned_region() {
-    let bin = fixture_or_skip!();
+    let (bin, _hw) = fixture_or_skip!();
     let addr = target_addr(bin);
     // Bytes 3..8 of `target`: planned as 1 byte at +3 and 4 bytes at +4. An 8-byte store
     // to `target` matches both pieces in one #DB; the two SIGTRAPs coalesce (a non-RT signal
@@ -478,7 +497,7 @@ fn tracer_pid_of(pid: i32) -> i32 {
 
 #[test]
 fn attach_follows_threads_created_later_and_their_exit() {
-    let bin = fixture_or_skip!();
+    let (bin, _hw) = fixture_or_skip!();
     let addr = target_addr(bin);
     let mut target = Target::start(bin, &["thread_exit", "4", "250", "100"]);
     let pid = target.pid();
@@ -552,7 +571,7 @@ fn attach_follows_threads_created_later_and_their_exit() {
 
 #[test]
 fn exec_in_the_target_removes_the_watches_and_can_rearm() {
-    let bin = fixture_or_skip!();
+    let (bin, _hw) = fixture_or_skip!();
     let addr = target_addr(bin);
     let out = out_file("exec");
     // Keep tracing without watches: the 100 writes before exec are hits, the 50 after are not.
@@ -596,7 +615,7 @@ fn exec_in_the_target_removes_the_watches_and_can_rearm() {
 
 #[test]
 fn a_second_tracer_is_named() {
-    let bin = fixture_or_skip!();
+    let (bin, _hw) = fixture_or_skip!();
     let target = Target::start(bin, &["idle"]);
     let pid = target.pid();
     // SAFETY: the child only calls ptrace and pause, then is killed.
@@ -635,7 +654,7 @@ fn a_second_tracer_is_named() {
 
 #[test]
 fn break_leaves_the_target_stopped_detached_and_unwatched() {
-    let bin = fixture_or_skip!();
+    let (bin, _hw) = fixture_or_skip!();
     let addr = target_addr(bin);
     let mut target = Target::start(bin, &["seq", "2000"]);
     let pid = target.pid();
@@ -689,7 +708,7 @@ fn break_leaves_the_target_stopped_detached_and_unwatched() {
 /// every time the tracer shuts down in order and the target finishes with its full output.
 #[test]
 fn shutdown_signals_during_a_hit_storm_leave_the_target_intact_100_times() {
-    let bin = fixture_or_skip!();
+    let (bin, _hw) = fixture_or_skip!();
     let seed = seed_from_env_or_clock();
     eprintln!("shutdown storm seed {seed} (HWBP_SEED={seed} to replay)");
     let mut rng = StepRng::new(seed);
@@ -723,7 +742,7 @@ fn shutdown_signals_during_a_hit_storm_leave_the_target_intact_100_times() {
 /// stops), 30 times: the release drains every queued SIGTRAP; the target always finishes.
 #[test]
 fn shutdown_signals_with_concurrent_threads_leave_the_target_intact() {
-    let bin = fixture_or_skip!();
+    let (bin, _hw) = fixture_or_skip!();
     let seed = seed_from_env_or_clock();
     eprintln!("threaded shutdown seed {seed} (HWBP_SEED={seed} to replay)");
     let mut rng = StepRng::new(seed);
@@ -750,7 +769,7 @@ fn shutdown_signals_with_concurrent_threads_leave_the_target_intact() {
 /// A panic in the tracer's handler unwinds through `Tracer`'s `Drop`: the target is released.
 #[test]
 fn a_panic_in_the_tracer_releases_the_target() {
-    let bin = fixture_or_skip!();
+    let (bin, _hw) = fixture_or_skip!();
     for panic_at in [1, 7, 500] {
         let mut target = Target::start(bin, &["seq", "3000"]);
         let (tracer, mut report) =
@@ -770,7 +789,7 @@ fn a_panic_in_the_tracer_releases_the_target() {
 /// With ptrace DR7 watches the first later write would (measured: killed by SIGTRAP).
 #[test]
 fn sigkill_of_the_tracer_leaves_no_watch_behind() {
-    let bin = fixture_or_skip!();
+    let (bin, _hw) = fixture_or_skip!();
     let mut target = Target::start(bin, &["cmd"]);
     let pid = target.pid();
     let (tracer, mut report) = fork_tracer(pid, StopOptions::default(), None);
@@ -795,7 +814,7 @@ fn sigkill_of_the_tracer_leaves_no_watch_behind() {
 /// turned into a delivery stop) — dies of SIGTRAP. Nothing else (no hang, no other death).
 #[test]
 fn sigkill_during_a_hit_storm_only_the_documented_window_remains() {
-    let bin = fixture_or_skip!();
+    let (bin, _hw) = fixture_or_skip!();
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -833,7 +852,7 @@ fn sigkill_during_a_hit_storm_only_the_documented_window_remains() {
 /// Two watches at once: each hit names its watch; values exact for both.
 #[test]
 fn two_watches_are_told_apart() {
-    let bin = fixture_or_skip!();
+    let (bin, _hw) = fixture_or_skip!();
     let addr = target_addr(bin);
     let out = Command::new(bin).arg("addr_other").output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
@@ -869,7 +888,7 @@ fn two_watches_are_told_apart() {
 /// Refusals that need no process: they come before anything is spawned or attached.
 #[test]
 fn planning_errors_come_first() {
-    let bin = fixture_or_skip!();
+    let (bin, _hw) = fixture_or_skip!();
     let addr = target_addr(bin);
     let out = out_file("plan");
     let env = vec![(
@@ -921,7 +940,7 @@ fn planning_errors_come_first() {
 /// finishes normally.
 #[test]
 fn detach_verdict_lets_the_target_finish() {
-    let bin = fixture_or_skip!();
+    let (bin, _hw) = fixture_or_skip!();
     let addr = target_addr(bin);
     let out = out_file("detach");
     let mut t = spawn(
@@ -951,7 +970,7 @@ fn detach_verdict_lets_the_target_finish() {
 /// dies with the tracer.
 #[test]
 fn exitkill_option_takes_a_spawned_target_down_with_the_tracer() {
-    let bin = fixture_or_skip!();
+    let (bin, _hw) = fixture_or_skip!();
     let addr = target_addr(bin);
     let out = out_file("exitkill");
     let mut fds = [0; 2];

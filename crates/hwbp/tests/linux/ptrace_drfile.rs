@@ -56,7 +56,7 @@ impl DrFile for Tally {
 /// with hwbp-core's ptrace DR-file emulation (`CoreDrFile`, the sim's `ptrace poke/peek`).
 #[test]
 fn ptrace_dr_file_differential_against_the_core_emulation() {
-    let bin = fixture_or_skip!();
+    let (bin, _hw) = fixture_or_skip!();
     let addr = target_addr(bin);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let mut round = 0;
@@ -99,7 +99,7 @@ fn ptrace_dr_file_differential_against_the_core_emulation() {
 /// Known kernel answers, independent of any seed, on a real tracee and on the model.
 #[test]
 fn ptrace_dr_file_golden_answers() {
-    let bin = fixture_or_skip!();
+    let (bin, _hw) = fixture_or_skip!();
     let addr = target_addr(bin);
     let real = stopped_tracee(bin);
     let mut left = PtraceDrFile::new(Tid(real.pid()));
