@@ -85,10 +85,11 @@ impl fmt::Display for NoSlot {
         }
         write!(
             f,
-            "no free {} breakpoint slot on CPU {cpu}: {used} of {capacity} are held there by \
-             CPU-bound breakpoints plus the busiest task's breakpoints that may run on it \
-             (every possible CPU counts for a task breakpoint on all CPUs); close one of them, \
-             or bind the new breakpoint to a task on another CPU",
+            "no free {} breakpoint slot on CPU {cpu}: {used} of {capacity} are committed there \
+             by breakpoints bound to that CPU plus task breakpoints that can run on it (the \
+             busiest task's for a new CPU-bound breakpoint, the task's own for a task \
+             breakpoint; other tasks never count); close one of them, or bind the new \
+             breakpoint to another CPU",
             pool.as_str()
         )
     }

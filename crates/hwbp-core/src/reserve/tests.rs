@@ -618,5 +618,12 @@ fn no_slot_display_names_the_rule() {
     };
     assert_eq!(e.class().errno_name(), "ENOSPC");
     let text = alloc::format!("{e}");
-    assert!(text.starts_with("no free data breakpoint slot on CPU 3: 4 of 4 are held"));
+    assert!(text.starts_with("no free data breakpoint slot on CPU 3: 4 of 4 are committed"));
+    let none = NoSlot {
+        pool: PoolKind::Inst,
+        cpu: 0,
+        used: 0,
+        capacity: 0,
+    };
+    assert!(alloc::format!("{none}").starts_with("no instruction breakpoint slot exists on CPU 0"));
 }
