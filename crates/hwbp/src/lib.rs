@@ -26,6 +26,7 @@ pub mod error;
 pub mod fake;
 pub mod hotplug;
 pub mod launch;
+pub mod ptrace;
 pub mod ring;
 pub mod signal;
 pub mod stream;
