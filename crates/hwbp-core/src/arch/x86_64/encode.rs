@@ -93,4 +93,79 @@ mod tests {
         uninstall(&mut regs, 1, &hw);
         assert_eq!(regs.dr7.0, 0x0300); // GE and LE stay
     }
+
+    const LENS: [X86Len; 4] = [X86Len::Len1, X86Len::Len2, X86Len::Len4, X86Len::Len8];
+    const TYPES: [X86Type; 4] = [
+        X86Type::Execute,
+        X86Type::Write,
+        X86Type::Io,
+        X86Type::ReadWrite,
+    ];
+
+    #[test]
+    fn encode_decode_round_trip_every_slot_length_and_type() {
+        for n in 0..4 {
+            for len in LENS {
+                for ty in TYPES {
+                    let dr7 = encode_dr7(n, len, ty);
+                    // G bit only (2), and the fields read back.
+                    assert_eq!(decode_dr7(dr7, n), (2, len, ty), "slot {n} {len:?} {ty:?}");
+                    for other in (0..4).filter(|&m| m != n) {
+                        assert_eq!(decode_dr7(dr7, other).0, 0, "slot {other} stays off");
+                    }
+                    assert_eq!(dr7 & DR7_GE, DR7_GE);
+                    assert_eq!(encode_dr7_slot(n, len, ty) & DR7_GE, 0);
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Any DR7 value: re-encoding what decode_dr7 reads for an enabled slot gives back
+        /// exactly that slot's nibble and G bit (L bits are the caller's, never ours).
+        #[test]
+        fn decode_then_encode_reproduces_the_slot_bits(dr7 in proptest::prelude::any::<u64>(), n in 0u32..4) {
+            let (_, len, ty) = decode_dr7(dr7, n);
+            let slot_bits = encode_dr7_slot(n, len, ty);
+            let mask = (0xfu64 << (16 + 4 * n)) | (2u64 << (2 * n));
+            proptest::prop_assert_eq!(slot_bits & !mask, 0);
+            proptest::prop_assert_eq!(slot_bits & (0xf << (16 + 4 * n)), dr7 & (0xf << (16 + 4 * n)));
+        }
+
+        /// Installing then uninstalling any sequence of slots leaves other slots' bits, GE and LE
+        /// exactly as they were.
+        #[test]
+        fn uninstall_touches_only_its_own_slot(
+            ops in proptest::collection::vec((0u32..4, 0usize..4, 0usize..4), 1..12),
+            le in proptest::prelude::any::<bool>(),
+        ) {
+            let mut regs = X86Regs::default();
+            if le {
+                regs.dr7 = Dr7(super::super::regs::DR7_LE);
+            }
+            let mut live: [Option<X86Hw>; 4] = [None; 4];
+            for (n, l, t) in ops {
+                let i = n as usize;
+                if let Some(hw) = live[i].take() {
+                    let before = regs.dr7.0;
+                    uninstall(&mut regs, n, &hw);
+                    let mask = encode_dr7_slot(n, hw.len, hw.ty);
+                    proptest::prop_assert_eq!(regs.dr7.0, before & !mask);
+                } else {
+                    let hw = X86Hw { address: 0x1000 * u64::from(n + 1), mask: 0, len: LENS[l], ty: TYPES[t] };
+                    install(&mut regs, n, &hw);
+                    live[i] = Some(hw);
+                    proptest::prop_assert_eq!(decode_dr7(regs.dr7.0, n), (2, hw.len, hw.ty));
+                }
+            }
+            for (n, hw) in live.iter().enumerate() {
+                if let Some(hw) = hw {
+                    uninstall(&mut regs, n as u32, hw);
+                }
+            }
+            // Every slot's nibble and G bit are gone; GE (set by the first install) and LE stay.
+            let expect_le = if le { super::super::regs::DR7_LE } else { 0 };
+            proptest::prop_assert_eq!(regs.dr7.0, DR7_GE | expect_le);
+        }
+    }
 }

@@ -233,3 +233,50 @@ pub struct X86Regs {
     /// AMD `BPEXT` address masks (MSRs `DR0_ADDRESS_MASK`..), 0 when unused.
     pub addr_mask: [u64; 4],
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn dr6_golden_decodes() {
+        // Idle DR6 is DR6_RESERVED: every condition reads 0 in positive polarity.
+        assert_eq!(Dr6::from_raw(0xFFFF_0FF0), Dr6(0));
+        // measured via PTRACE_PEEKUSER after a DR0 hit: 0xffff0ff1 -> B0.
+        let d = Dr6::from_raw(0xFFFF_0FF1);
+        assert!(d.hit(0) && !d.hit(1) && d.trap_bits() == 0x1);
+        // measured after a DR1 hit: 0xffff0ff2 -> B1.
+        assert_eq!(Dr6::from_raw(0xFFFF_0FF2).trap_bits(), 0x2);
+        // BD is bit 13: 0xffff0ff0 | 0x2000 = 0xffff2ff0.
+        assert!(Dr6::from_raw(0xFFFF_2FF0).register_access());
+        // BS is bit 14: 0xffff4ff0; with B3 (bit 3): 0xffff4ff8.
+        let d = Dr6::from_raw(0xFFFF_4FF8);
+        assert!(d.single_step() && d.hit(3) && !d.task_switch());
+        // BT is bit 15: 0xffff8ff0.
+        assert!(Dr6::from_raw(0xFFFF_8FF0).task_switch());
+        // RTM (bit 16) and BLD (bit 11) are active-low: cleared in hardware means "happened".
+        // 0xffff0ff0 with bit 16 cleared = 0xfffe0ff0 -> RTM.
+        let d = Dr6::from_raw(0xFFFE_0FF0);
+        assert!(d.rtm() && !d.bus_lock());
+        assert_eq!(d.0, Dr6::RTM);
+        // 0xffff0ff0 with bit 11 cleared = 0xffff07f0 -> bus lock.
+        let d = Dr6::from_raw(0xFFFF_07F0);
+        assert!(d.bus_lock() && !d.rtm());
+        assert_eq!(d.0, Dr6::BUS_LOCK);
+        // And back: positive B0 + BS is raw 0xffff4ff1.
+        assert_eq!(Dr6(Dr6::BS | 1).to_raw(), 0xFFFF_4FF1);
+    }
+
+    proptest! {
+        #[test]
+        fn dr6_raw_round_trips(raw in 0u64..=0xFFFF_FFFF) {
+            prop_assert_eq!(Dr6::from_raw(raw).to_raw(), raw);
+        }
+
+        #[test]
+        fn dr6_positive_round_trips(positive in 0u64..=0xFFFF_FFFF) {
+            prop_assert_eq!(Dr6::from_raw(Dr6(positive).to_raw()), Dr6(positive));
+        }
+    }
+}
