@@ -16,7 +16,9 @@
 //! `unsafe_code` everywhere else. Everything above is safe code over
 //! [`std::os::fd::OwnedFd`], [`Tid`], [`Pid`] and [`Cpu`].
 //!
-//! Not for: ptrace-based debugging (the `ptrace` backend) or printing (the CLI).
+//! Stop mode (ptrace tracer stopping at each hit, exact old -> new values): [`ptrace`].
+//!
+//! Not for: printing (the CLI).
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
@@ -26,6 +28,7 @@ pub mod error;
 pub mod fake;
 pub mod hotplug;
 pub mod launch;
+pub mod ptrace;
 pub mod ring;
 pub mod signal;
 pub mod stream;

@@ -12,6 +12,8 @@
 mod common;
 #[path = "linux/conformance.rs"]
 mod conformance;
+#[path = "linux/ptrace.rs"]
+mod ptrace;
 
 use common::*;
 

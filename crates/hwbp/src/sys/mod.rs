@@ -20,6 +20,7 @@ use crate::attr::PerfEventAttr;
 pub mod clock;
 pub mod launch;
 pub mod mmap;
+pub mod ptrace;
 pub mod signal;
 
 /// A process id (thread-group id).
