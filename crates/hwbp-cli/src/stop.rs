@@ -214,20 +214,21 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         out,
     )?;
     let end = session.run(tracer);
+    if let Ok(end) = &end {
+        session.announce(end);
+    }
     let status = match &end {
-        Ok(RunEnd::Exited(c)) => Some(*c),
-        Ok(RunEnd::Killed(s)) => Some(128 + s),
-        Ok(RunEnd::Break { .. }) => None,
-        // Detached (--limit, exec), shut down by a signal, or a tracer failure (released):
-        // the program runs on; wait for it, as `run` always does.
-        _ => Some(wait_child(pid)?),
+        Ok(RunEnd::Exited(c)) => *c,
+        Ok(RunEnd::Killed(s)) => 128 + s,
+        // Left stopped by --break, detached (--limit, exec), shut down by a signal, or a tracer
+        // failure (released): the program runs on (or waits for SIGCONT); hwbp stays its parent
+        // and waits for it, as `run` always does. (Exiting would orphan a stopped program, and
+        // the kernel sends SIGHUP to a stopped process in an orphaned process group.)
+        _ => wait_child(pid)?,
     };
-    let end = end?;
-    session.finish(&end, status)?;
-    Ok(match (end, status) {
-        (RunEnd::Break { .. }, _) | (_, None) => ExitCode::SUCCESS,
-        (_, Some(s)) => ExitCode::from(u8::try_from(s).unwrap_or(255)),
-    })
+    end?;
+    session.finish(Some(status))?;
+    Ok(ExitCode::from(u8::try_from(status).unwrap_or(255)))
 }
 
 /// Runs `hwbp attach --stop`.
@@ -267,7 +268,8 @@ pub fn attach(args: AttachArgs) -> Result<ExitCode, Failure> {
         out,
     )?;
     let end = session.run(tracer)?;
-    session.finish(&end, None)?;
+    session.announce(&end);
+    session.finish(None)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -370,17 +372,22 @@ impl<'a> Session<'a> {
         end.map_err(|e| Failure::failed(anyhow!("{e}").context("stop mode")))
     }
 
-    /// Prints how the session ended and the summary.
-    fn finish(&mut self, end: &RunEnd, exit_status: Option<i32>) -> Result<(), Failure> {
+    /// `--break`: says where the program was left and how to continue in a debugger.
+    fn announce(&mut self, end: &RunEnd) {
         if let RunEnd::Break { pid, gdb_command } = end {
             if self.json {
                 self.out.hit(&fmt::break_json(*pid, gdb_command));
             }
+            self.out.flush();
             messages::note(&format!(
                 "pid {pid} is left stopped (SIGSTOP) at the hit above, with no tracer \
                  attached; continue in a debugger: {gdb_command}"
             ));
         }
+    }
+
+    /// Prints the summary.
+    fn finish(&mut self, exit_status: Option<i32>) -> Result<(), Failure> {
         let totals = Totals {
             seen: self.seen,
             reported: self.reported,
