@@ -8,7 +8,7 @@
 
 mod release;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::fd::OwnedFd;
 
 use hwbp_core::arch::x86_64::X86_64;
@@ -48,6 +48,11 @@ struct Thread {
 }
 
 /// A traced process in stop mode. Dropping it releases the target (see the module docs).
+///
+/// Every ptrace request and wait must come from the thread that created it (hence not
+/// `Send`). No other thread of the same process may `waitpid` for the target (or for any
+/// child without `__WNOTHREAD`): Linux lets any thread of the tracer's process take the
+/// tracer thread's ptrace stops.
 pub struct Tracer {
     pid: i32,
     threads: HashMap<Tid, Thread>,
@@ -58,6 +63,10 @@ pub struct Tracer {
     shutdown_requested: Option<i32>,
     released: bool,
     hits: u64,
+    /// Threads whose death was reaped. A clone event can be reported after the new thread
+    /// already lived and died (the parent was preempted between creating it and its event
+    /// stop); such a thread must not be recorded as running. Reused ids leave the set.
+    reaped: HashSet<Tid>,
     /// ptrace requests only work from the thread that attached: not `Send`, not `Sync`.
     _same_thread: std::marker::PhantomData<*const ()>,
 }
@@ -88,6 +97,18 @@ fn tracer_pid_of(pid: i32) -> Option<i32> {
         .lines()
         .find_map(|l| l.strip_prefix("TracerPid:"))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// Whether a thread is gone or past `exit` (state `Z` zombie, `X` dead) in `/proc`.
+fn thread_exiting(pid: i32, tid: Tid) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next())
+            .is_some_and(|s| s == "Z" || s == "X"),
+    }
 }
 
 fn task_ids(pid: i32) -> Vec<Tid> {
@@ -121,6 +142,7 @@ impl Tracer {
             shutdown_requested: None,
             released: false,
             hits: 0,
+            reaped: HashSet::new(),
             _same_thread: std::marker::PhantomData,
         }
     }
@@ -197,7 +219,8 @@ impl Tracer {
         if task_ids(pid).is_empty() {
             return Err(TraceError::NoSuchProcess { pid });
         }
-        let me = std::process::id() as i32;
+        // TracerPid names the tracing *thread*.
+        let me = sys::gettid().0;
         loop {
             let mut added = false;
             for tid in task_ids(pid) {
@@ -221,6 +244,8 @@ impl Tracer {
                             added = true;
                             continue;
                         }
+                        // Exiting (PTRACE_SEIZE refuses a thread past exit) or gone.
+                        _ if thread_exiting(pid, tid) => continue,
                         Some(tp) if tp != 0 => {
                             t.released = t.threads.is_empty();
                             return Err(TraceError::AlreadyTraced {
@@ -312,19 +337,24 @@ impl Tracer {
         for (wi, w) in self.watches.iter().enumerate() {
             for (pi, c) in w.chunks.iter().enumerate() {
                 let tag = TAG | ((wi as u64) << 8) | pi as u64;
-                let fd = sys::open_sigtrap_breakpoint(
+                match sys::open_sigtrap_breakpoint(
                     tid,
                     c.attr.addr,
                     c.attr.len_bytes,
                     c.attr.bp_type,
                     tag,
-                )
-                .map_err(|errno| TraceError::Arm {
-                    tid,
-                    addr: c.attr.addr,
-                    errno,
-                })?;
-                fds.push(fd);
+                ) {
+                    Ok(fd) => fds.push(fd),
+                    // The thread exited meanwhile: nothing to watch; its death is reaped later.
+                    Err(Errno(libc::ESRCH)) => return Ok(()),
+                    Err(errno) => {
+                        return Err(TraceError::Arm {
+                            tid,
+                            addr: c.attr.addr,
+                            errno,
+                        })
+                    }
+                }
             }
         }
         if let Some(t) = self.threads.get_mut(&tid) {
@@ -332,6 +362,19 @@ impl Tracer {
             t.new = false;
         }
         Ok(())
+    }
+
+    /// A clone event named `new`: record it as running until its first stop, unless it
+    /// already lived and died.
+    fn note_clone(&mut self, new: Tid) {
+        if self.reaped.remove(&new) {
+            return;
+        }
+        self.threads.entry(new).or_insert(Thread {
+            running: true,
+            new: true,
+            ..Thread::default()
+        });
     }
 
     fn resume(&mut self, tid: Tid, sig: i32) -> Result<(), TraceError> {
@@ -412,6 +455,7 @@ impl Tracer {
             let Some((sig, event)) = stopped(st.status) else {
                 // Exited or killed.
                 let known = self.threads.remove(&tid).is_some();
+                self.reaped.insert(tid);
                 if tid.0 == self.pid {
                     self.released = true;
                     self.threads.clear();
@@ -429,6 +473,7 @@ impl Tracer {
             let Some(th) = self.threads.get_mut(&tid) else {
                 // A thread we have not met yet: auto-attached by a clone whose event is
                 // still to come. Record it; its stop is its initial stop.
+                self.reaped.remove(&tid);
                 self.threads.insert(
                     tid,
                     Thread {
@@ -463,11 +508,7 @@ impl Tracer {
                     let new = Tid(sys::event_msg(tid)
                         .map_err(ptrace_err("PTRACE_GETEVENTMSG", tid))?
                         as i32);
-                    self.threads.entry(new).or_insert(Thread {
-                        running: true,
-                        new: true,
-                        ..Thread::default()
-                    });
+                    self.note_clone(new);
                     self.resume(tid, 0)?;
                 }
                 libc::PTRACE_EVENT_EXEC => {

@@ -1,8 +1,8 @@
 //! Typed values of watched bytes: how `old` and `new` are read for conditions and output.
 //!
 //! Not for: DWARF; the symbols layer decides the type and passes it in. The variants mirror
-//! `hwbp::symbols::ValueType` (symbols branch) one to one, plus [`ValueType::Bytes`] for
-//! untyped watches, so converting is a plain `match`.
+//! [`crate::symbols::dwarf::ValueType`] one to one (`From` below), plus [`ValueType::Bytes`]
+//! for untyped watches.
 
 use std::fmt;
 
@@ -100,6 +100,20 @@ impl ValueType {
     }
 }
 
+impl From<crate::symbols::dwarf::ValueType> for ValueType {
+    fn from(t: crate::symbols::dwarf::ValueType) -> ValueType {
+        use crate::symbols::dwarf::ValueType as Dwarf;
+        match t {
+            Dwarf::Signed { len_bytes } => ValueType::Signed { len_bytes },
+            Dwarf::Unsigned { len_bytes } => ValueType::Unsigned { len_bytes },
+            Dwarf::Bool => ValueType::Bool,
+            Dwarf::F32 => ValueType::F32,
+            Dwarf::F64 => ValueType::F64,
+            Dwarf::Pointer { len_bytes } => ValueType::Pointer { len_bytes },
+        }
+    }
+}
+
 /// A decoded value, as conditions compute with it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Value {
@@ -178,5 +192,14 @@ mod tests {
             Value::Float(u128::MAX as f64)
         );
         assert_eq!(ValueType::parse("int"), None);
+        use crate::symbols::dwarf::ValueType as Dwarf;
+        assert_eq!(
+            ValueType::from(Dwarf::Signed { len_bytes: 4 }),
+            ValueType::Signed { len_bytes: 4 }
+        );
+        assert_eq!(
+            ValueType::from(Dwarf::Pointer { len_bytes: 8 }),
+            ValueType::Pointer { len_bytes: 8 }
+        );
     }
 }

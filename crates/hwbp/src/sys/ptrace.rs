@@ -291,6 +291,12 @@ pub fn tgkill(tgid: i32, tid: Tid, sig: i32) -> Result<(), Errno> {
     check(r).map(drop)
 }
 
+/// The calling thread's id.
+pub fn gettid() -> Tid {
+    // SAFETY: gettid has no arguments and cannot fail.
+    Tid(unsafe { libc::gettid() })
+}
+
 /// `kill(pid, sig)`.
 pub fn kill(pid: i32, sig: i32) -> Result<(), Errno> {
     // SAFETY: plain syscall with integer arguments.

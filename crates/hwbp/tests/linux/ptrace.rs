@@ -423,7 +423,12 @@ impl Target {
 /// Attach runs in a forked child process (the tracer role), so that the test thread stays the
 /// target's real parent and can check its exit status. Returns the tracer's pid and the read
 /// end of its report pipe; the child writes `b'R'` once armed, then its end code:
-/// `S` shutdown, `X` target exited, `B` break, `D` detached, `E` error, `P` panic caught.
+/// `S` shutdown, `X` target exited, `B` break, `D` detached, `E` error, `P` panic caught;
+/// after a normal end also its counts (see [`read_counts`]).
+///
+/// (A tracer thread next to a test thread that waits for the same child would not work: a
+/// `waitpid` without `__WNOTHREAD` in any thread of the tracer's process also takes that
+/// thread's ptrace stops.)
 fn fork_tracer(pid: i32, opts: StopOptions, panic_at: Option<usize>) -> (i32, std::fs::File) {
     let addr = target_addr(fixture().unwrap());
     let mut fds = [0; 2];
@@ -438,29 +443,49 @@ fn fork_tracer(pid: i32, opts: StopOptions, panic_at: Option<usize>) -> (i32, st
             install_shutdown_signals().unwrap();
             let mut t = match Tracer::attach(pid, vec![watch_i64(addr)], opts) {
                 Ok(t) => t,
-                Err(_) => return b'E',
+                Err(e) => {
+                    eprintln!("tracer role: attach failed: {e}");
+                    return (b'E', [0; 3]);
+                }
             };
             report.write_all(b"R").unwrap();
-            struct Panicky(Option<usize>, usize);
+            struct Panicky(Option<usize>, usize, [u64; 3], i32);
             impl StopHandler for Panicky {
-                fn hit(&mut self, _: &Hit<'_>) -> Verdict {
+                fn hit(&mut self, hit: &Hit<'_>) -> Verdict {
                     self.1 += 1;
                     if Some(self.1) == self.0 {
                         panic!("handler panics at hit {}", self.1);
                     }
+                    self.2[0] += 1;
+                    if hit.tid != Tid(self.3) {
+                        self.2[1] += 1;
+                    }
                     Verdict::Continue
                 }
+                fn thread(&mut self, e: ThreadEvent) {
+                    if matches!(e, ThreadEvent::Started(_)) {
+                        self.2[2] += 1;
+                    }
+                }
             }
-            match t.run(&mut Panicky(panic_at, 0)) {
+            let mut h = Panicky(panic_at, 0, [0; 3], pid);
+            let code = match t.run(&mut h) {
                 Ok(RunEnd::Shutdown { .. }) => b'S',
                 Ok(RunEnd::Exited(_)) => b'X',
                 Ok(RunEnd::Break { .. }) => b'B',
                 Ok(_) => b'D',
-                Err(_) => b'E',
-            }
+                Err(e) => {
+                    eprintln!("tracer role: run failed: {e}");
+                    b'E'
+                }
+            };
+            (code, h.2)
         }))
-        .unwrap_or(b'P');
-        let _ = report.write_all(&[code]);
+        .unwrap_or((b'P', [0; 3]));
+        let _ = report.write_all(&[code.0]);
+        for c in code.1 {
+            let _ = report.write_all(&c.to_le_bytes());
+        }
         // SAFETY: leave without running the test harness's atexit machinery.
         unsafe { libc::_exit(0) };
     }
@@ -470,6 +495,14 @@ fn fork_tracer(pid: i32, opts: StopOptions, panic_at: Option<usize>) -> (i32, st
     (tracer, unsafe {
         <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fds[0])
     })
+}
+
+/// After the end code: (hits, hits by threads other than the leader, threads started).
+fn read_counts(f: &mut std::fs::File) -> (u64, u64, u64) {
+    let mut b = [0u8; 24];
+    std::io::Read::read_exact(f, &mut b).unwrap();
+    let at = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap());
+    (at(0), at(1), at(2))
 }
 
 fn read_byte(f: &mut std::fs::File) -> Option<u8> {
@@ -847,6 +880,28 @@ fn sigkill_during_a_hit_storm_only_the_documented_window_remains() {
     }
     eprintln!("SIGKILL during storm: {ok} finished, {trapped} killed by SIGTRAP in the window");
     assert_eq!(ok + trapped, 30);
+}
+
+/// Attach while the target creates and ends threads without pause: the seize loop re-lists
+/// until stable, threads gone before they are armed are skipped, threads created later are
+/// armed at their first stop. Hits on `target` (main thread only) stay exact.
+#[test]
+fn attach_during_thread_churn() {
+    let (bin, _hw) = fixture_or_skip!();
+    for run in 0..5 {
+        let mut target = Target::start(bin, &["churn", "500"]);
+        let (tracer, mut report) = fork_tracer(target.pid(), StopOptions::default(), None);
+        assert_eq!(read_byte(&mut report), Some(b'R'), "run {run}");
+        target.send("go\n");
+        let (status, out) = target.finish();
+        assert_eq!(read_byte(&mut report), Some(b'X'), "run {run}");
+        let (hits, by_others, started) = read_counts(&mut report);
+        reap(tracer);
+        assert!(status.success(), "run {run}: {status:?}");
+        assert_eq!(out, format!("sum {} writes 500", seq_sum(500)), "run {run}");
+        assert_eq!((hits, by_others), (500, 0), "run {run}");
+        assert!(started > 5, "run {run}: threads followed: {started}");
+    }
 }
 
 /// Two watches at once: each hit names its watch; values exact for both.

@@ -27,7 +27,12 @@ impl Tracer {
             .collect();
         for tid in running {
             match sys::interrupt(tid) {
-                Ok(()) | Err(Errno(libc::ESRCH)) => {}
+                Ok(()) => {}
+                // Not (or no longer) our tracee: gone and reaped; nothing to wait for.
+                Err(Errno(libc::ESRCH)) => {
+                    self.threads.remove(&tid);
+                    self.reaped.insert(tid);
+                }
                 Err(errno) => {
                     return Err(TraceError::Ptrace {
                         op: "PTRACE_INTERRUPT",
@@ -54,6 +59,9 @@ impl Tracer {
                 self.deferred.push_back(st);
                 continue;
             };
+            if !self.threads.contains_key(&st.tid) {
+                self.reaped.remove(&st.tid);
+            }
             let th = self.threads.entry(st.tid).or_insert(Thread {
                 new: true,
                 ..Thread::default()
@@ -72,11 +80,7 @@ impl Tracer {
             }
             if event == libc::PTRACE_EVENT_CLONE {
                 if let Ok(msg) = sys::event_msg(st.tid) {
-                    self.threads.entry(Tid(msg as i32)).or_insert(Thread {
-                        running: true,
-                        new: true,
-                        ..Thread::default()
-                    });
+                    self.note_clone(Tid(msg as i32));
                 }
             }
             self.deferred.push_back(st);
