@@ -93,15 +93,10 @@ fn check_args(stop: &StopArgs, report: &ReportArgs) -> Result<Option<Expr>, Fail
 
 /// The library's value type for a DWARF type (or the natural one for the length).
 fn value_type(w: &WatchInfo, dwarf_type: Option<dwarf::ValueType>) -> ValueType {
-    match dwarf_type {
-        Some(dwarf::ValueType::Signed { len_bytes }) => ValueType::Signed { len_bytes },
-        Some(dwarf::ValueType::Unsigned { len_bytes }) => ValueType::Unsigned { len_bytes },
-        Some(dwarf::ValueType::Bool) => ValueType::Bool,
-        Some(dwarf::ValueType::F32) => ValueType::F32,
-        Some(dwarf::ValueType::F64) => ValueType::F64,
-        Some(dwarf::ValueType::Pointer { len_bytes }) => ValueType::Pointer { len_bytes },
-        None => ValueType::for_len(w.spec.region.len_bytes),
-    }
+    dwarf_type.map_or_else(
+        || ValueType::for_len(w.spec.region.len_bytes),
+        ValueType::from,
+    )
 }
 
 /// The watches as the stop backend takes them; refuses what it cannot arm.

@@ -16,9 +16,7 @@
 //! `unsafe_code` everywhere else. Everything above is safe code over
 //! [`std::os::fd::OwnedFd`], [`Tid`], [`Pid`] and [`Cpu`].
 //!
-//! Stop mode (ptrace tracer stopping at each hit, exact old -> new values): [`ptrace`].
-//!
-//! Not for: printing (the CLI).
+//! Not for: ptrace-based debugging (the `ptrace` backend) or printing (the CLI).
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 

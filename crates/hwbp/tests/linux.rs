@@ -12,8 +12,6 @@
 mod common;
 #[path = "linux/conformance.rs"]
 mod conformance;
-#[path = "linux/ptrace.rs"]
-mod ptrace;
 
 use common::*;
 
