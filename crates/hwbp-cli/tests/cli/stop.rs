@@ -261,6 +261,155 @@ fn condition_is_typed_from_dwarf_signed_long() {
     );
 }
 
+/// crates/hwbp-cli/tests/fixtures/stop_types.c, built once.
+fn stop_types() -> Option<&'static Path> {
+    static F: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let r = F.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hwbp-cli-fixtures");
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let exe = dir.join("stop_types");
+        sh(Command::new("cc")
+            .args(["-g", "-O1", "-o"])
+            .arg(&exe)
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stop_types.c")))?;
+        Ok(exe)
+    });
+    match r {
+        Ok(p) => Some(p),
+        Err(why) => {
+            eprintln!("SKIP: cannot build the stop_types fixture: {why}");
+            None
+        }
+    }
+}
+
+/// (watch, --if, type, [(old, new, seq)]).
+type TypeCase = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str, u64)],
+);
+
+#[test]
+fn conditions_and_values_follow_the_dwarf_type() {
+    let Some(exe) = stop_types() else { return };
+    let _hw = hw_shared();
+    // (watch, --if, type, [(old, new, seq)]) from the fixture's documented writes.
+    let cases: [TypeCase; 4] = [
+        (
+            "ratio",
+            "new < 0",
+            "f64",
+            &[
+                ("0", "-2", 1),
+                ("-2", "-1.5", 2),
+                ("-1.5", "-1", 3),
+                ("-1", "-0.5", 4),
+            ],
+        ),
+        (
+            "flag",
+            "new == true",
+            "bool",
+            &[("false", "true", 3), ("false", "true", 6)],
+        ),
+        (
+            "level",
+            "new < 0",
+            "i16",
+            &[
+                ("30000", "-25536", 5),
+                ("-25536", "-15536", 6),
+                ("-15536", "-5536", 7),
+            ],
+        ),
+        ("byte", "new < 10", "u8", &[("254", "0", 4), ("0", "2", 5)]),
+    ];
+    for (watch, cond, ty, want) in cases {
+        let out = tmp(&format!("stop-types-{watch}"));
+        let (status, stdout, stderr) = run(&[
+            "run",
+            "--stop",
+            "--json",
+            "-o",
+            out.to_str().unwrap(),
+            "--if",
+            cond,
+            "--watch",
+            watch,
+            "--",
+            exe_str(exe),
+        ]);
+        assert_eq!(
+            (status, stdout.as_str(), stderr.as_str()),
+            (0, "done\n", ""),
+            "{watch}"
+        );
+        let recs = records(&out);
+        let got: Vec<(&str, &str, u64)> = stop_hits(&recs)
+            .iter()
+            .map(|h| {
+                assert_eq!(h["type"], ty, "{watch}");
+                (
+                    h["old_text"].as_str().unwrap(),
+                    h["new_text"].as_str().unwrap(),
+                    h["seq"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "{watch} --if '{cond}'");
+    }
+    // A pointer compares as an address: consecutive int elements are 4 bytes apart (the
+    // first write is over a null pointer).
+    let out = tmp("stop-types-cursor");
+    let (status, _, stderr) = run(&[
+        "run",
+        "--stop",
+        "--json",
+        "-o",
+        out.to_str().unwrap(),
+        "--if",
+        "new - old == 4",
+        "--watch",
+        "cursor",
+        "--",
+        exe_str(exe),
+    ]);
+    assert_eq!((status, stderr.as_str()), (0, ""));
+    let recs = records(&out);
+    let hits = stop_hits(&recs);
+    assert_eq!(
+        hits.iter()
+            .map(|h| h["seq"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [2, 3, 4]
+    );
+    for h in &hits {
+        assert_eq!(h["type"], "ptr");
+        let old = u64::from_str_radix(h["old_text"].as_str().unwrap().trim_start_matches("0x"), 16);
+        let new = u64::from_str_radix(h["new_text"].as_str().unwrap().trim_start_matches("0x"), 16);
+        assert_eq!(new.unwrap() - old.unwrap(), 4);
+    }
+    // --changed on the bool: 0 0 1 0 0 1 over an initial 0 changes it 3 times.
+    let (status, stdout, _) = run(&[
+        "run",
+        "--stop",
+        "--changed",
+        "--watch",
+        "flag",
+        "--",
+        exe_str(exe),
+    ]);
+    assert_eq!(status, 0);
+    let changes: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split("  flag = ").nth(1))
+        .map(|l| l.split("  ").next().unwrap())
+        .collect();
+    assert_eq!(changes, ["false -> true", "true -> false", "false -> true"]);
+}
+
 /// Starts the waiting fixture with `args`; returns it once it printed its `addr` line.
 fn waiting(exe: &Path, args: &[&str], out: Option<&Path>) -> Child {
     let mut cmd = Command::new(exe);
