@@ -25,7 +25,8 @@ use hwbp::ptrace::{
     Verdict, WatchSpec,
 };
 use hwbp::symbols::dwarf;
-use hwbp::symbols::symbolize::Symbolizer;
+use hwbp::symbols::maps::AddressSpace;
+use hwbp::symbols::symbolize::{Site, Symbolizer};
 use hwbp::sys::Pid;
 use hwbp_core::Access;
 
@@ -298,6 +299,7 @@ struct Session<'a> {
     start: Instant,
     t0: Option<Instant>,
     last_flush: Instant,
+    last_refresh: Option<Instant>,
     reported: u64,
     seen: u64,
     line: String,
@@ -351,6 +353,7 @@ impl<'a> Session<'a> {
             start: Instant::now(),
             t0: None,
             last_flush: Instant::now(),
+            last_refresh: None,
             reported: 0,
             seen: 0,
             line: String::with_capacity(512),
@@ -427,7 +430,7 @@ impl StopHandler for Session<'_> {
         // x86 data breakpoints trap after the access: `rip` is the next instruction; the
         // symbolizer decodes back to the store, as for a perf sample's IP.
         let site = match h.regs.map(|r| r.ip()) {
-            Some(ip) if ip != 0 => self.symbolizer.site(ip),
+            Some(ip) if ip != 0 => self.site(ip),
             _ => Arc::new(unknown_site(0)),
         };
         let thread = self.thread_name(tid);
@@ -492,6 +495,24 @@ impl StopHandler for Session<'_> {
 }
 
 impl Session<'_> {
+    /// The symbolized accessing instruction for a trap IP; an IP in no known module (a library
+    /// loaded since, `dlopen`) re-reads the memory map, at most once a second.
+    fn site(&mut self, ip: u64) -> Arc<Site> {
+        let site = self.symbolizer.site(ip);
+        if site.module.is_some() || self.last_refresh.is_some_and(|t| t.elapsed().as_secs() < 1) {
+            return site;
+        }
+        self.last_refresh = Some(Instant::now());
+        match AddressSpace::from_pid(self.pid.get() as u32) {
+            Ok(space) => {
+                self.symbolizer.set_space(space);
+                self.cache = SiteCache::default();
+                self.symbolizer.site(ip)
+            }
+            Err(_) => site,
+        }
+    }
+
     fn types_of(&self, watch: usize) -> ValueType {
         self.types.get(watch).copied().unwrap_or(ValueType::Bytes)
     }

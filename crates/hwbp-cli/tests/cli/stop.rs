@@ -831,3 +831,50 @@ fn a_second_tracer_is_named_and_the_target_is_untouched() {
     target.kill().unwrap();
     target.wait().unwrap();
 }
+
+#[test]
+fn a_writer_in_a_library_loaded_later_is_symbolized_in_stop_mode() {
+    let Some(fx) = fixtures() else { return };
+    let _hw = hw_shared();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let (exe, lib) = (
+        fx.dir.join("dlopen_main_stop"),
+        fx.dir.join("libpoke_stop.so"),
+    );
+    sh(Command::new("cc")
+        .args(["-g", "-O1", "-o"])
+        .arg(&exe)
+        .arg(dir.join("dlopen_main.c"))
+        .arg("-ldl"))
+    .unwrap();
+    sh(Command::new("cc")
+        .args(["-g", "-O1", "-fPIC", "-shared", "-o"])
+        .arg(&lib)
+        .arg(dir.join("poke.c")))
+    .unwrap();
+    let (status, stdout, stderr) = run(&[
+        "run",
+        "--stop",
+        "--watch",
+        "shared",
+        "--",
+        exe.to_str().unwrap(),
+        lib.to_str().unwrap(),
+    ]);
+    assert_eq!((status, stderr.as_str()), (0, ""));
+    let text = std::fs::read_to_string(dir.join("poke.c")).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.contains("POKE_WRITE */"))
+        .unwrap()
+        + 1;
+    let hit = format!(
+        " w  shared = 0 -> 7  poke ({}:{line})\n",
+        dir.join("poke.c").display()
+    );
+    assert_eq!(stdout.matches(&hit).count(), 1, "{stdout}");
+    assert!(
+        stdout.contains("\n1 hits seen, 1 reported, 0 lost in "),
+        "{stdout}"
+    );
+}
