@@ -209,20 +209,24 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         &args.report,
         out,
     )?;
-    let end = session.run(tracer);
-    if let Ok(end) = &end {
-        session.announce(end);
-    }
+    let end = match session.run(tracer) {
+        Ok(end) => end,
+        Err(f) => {
+            // The tracer released the program: let it finish, then report the failure.
+            let _ = wait_child(pid);
+            return Err(f);
+        }
+    };
+    session.announce(&end);
     let status = match &end {
-        Ok(RunEnd::Exited(c)) => *c,
-        Ok(RunEnd::Killed(s)) => 128 + s,
-        // Left stopped by --break, detached (--limit, exec), shut down by a signal, or a tracer
-        // failure (released): the program runs on (or waits for SIGCONT); hwbp stays its parent
-        // and waits for it, as `run` always does. (Exiting would orphan a stopped program, and
-        // the kernel sends SIGHUP to a stopped process in an orphaned process group.)
+        RunEnd::Exited(c) => *c,
+        RunEnd::Killed(s) => 128 + s,
+        // Left stopped by --break, detached (--limit, exec) or shut down by a signal: the
+        // program runs on (or waits for SIGCONT); hwbp stays its parent and waits for it, as
+        // `run` always does. (Exiting would orphan a stopped program, and the kernel sends
+        // SIGHUP to a stopped process in an orphaned process group.)
         _ => wait_child(pid)?,
     };
-    end?;
     session.finish(Some(status))?;
     Ok(ExitCode::from(u8::try_from(status).unwrap_or(255)))
 }
