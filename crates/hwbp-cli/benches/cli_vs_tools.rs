@@ -4,6 +4,9 @@
 //! - `hwbp run --json -o F --watch target -- W N`  vs  `perf record -e mem:ADDR/8:w:u -c 1`
 //!   followed by `perf script` (the symbolized stream, both ways)
 //! - gdb `watch target` with `commands silent; continue; end` (on a smaller N: ~100 us/hit)
+//! - stop mode (issue 6), on gdb's N: `hwbp run --stop -q --json -o F --watch target -- W N`
+//!   vs gdb vs the minimal C ptrace tracer (`crates/hwbp/benches/stop/c_tracer.c`: DR0/DR7,
+//!   per hit `waitpid`, `PEEKUSER` DR6, `PEEKDATA`, `POKEUSER` DR6, `PTRACE_CONT`)
 //! - bpftrace `watchpoint:ADDR:8:w` where bpftrace is installed (it is not by default)
 //!
 //! `W` (benches/workload.c) makes N stores to `volatile long target`. Every configuration runs
@@ -177,6 +180,45 @@ fn main() {
             times_small: vec![],
         });
     }
+    configs.push(Config {
+        name: "hwbp run --stop --json > file",
+        cmd: format!("{hwbp} run --stop -q --json -o {fs}.stop.jsonl --watch target -- {w} {{N}}"),
+        hits: |_, _, f| {
+            let text = std::fs::read_to_string(f.with_extension("stop.jsonl")).unwrap();
+            let last: serde_json::Value =
+                serde_json::from_str(text.lines().last().unwrap()).unwrap();
+            assert_eq!(last["seen"], last["reported"]);
+            last["seen"].as_u64().unwrap()
+        },
+        n: gdb_n,
+        times: vec![],
+        times_small: vec![],
+    });
+    let ct = dir.join("c_tracer");
+    let built = Command::new("cc")
+        .args(["-O2", "-o"])
+        .arg(&ct)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../hwbp/benches/stop/c_tracer.c"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if built {
+        configs.push(Config {
+            name: "minimal C ptrace tracer (DR0/DR7)",
+            cmd: format!("{} {addr} {w} {{N}}", ct.display()),
+            hits: |out, _, _| out.trim().parse().unwrap(),
+            n: gdb_n,
+            times: vec![],
+            times_small: vec![],
+        });
+    }
+    configs.push(Config {
+        name: "baseline (gdb N)",
+        cmd: format!("{w} {{N}}"),
+        hits: |_, _, _| 0,
+        n: gdb_n,
+        times: vec![],
+        times_small: vec![],
+    });
     if have_gdb {
         let script = dir.join("gdb.cmds");
         std::fs::write(
@@ -191,14 +233,6 @@ fn main() {
                 script.display()
             ),
             // gdb reports value changes; the count is not printed by this script.
-            hits: |_, _, _| 0,
-            n: gdb_n,
-            times: vec![],
-            times_small: vec![],
-        });
-        configs.push(Config {
-            name: "baseline (gdb N)",
-            cmd: format!("{w} {{N}}"),
             hits: |_, _, _| 0,
             n: gdb_n,
             times: vec![],
@@ -232,7 +266,7 @@ fn main() {
                 let cmd = c.cmd.replace("{N}", &n.to_string());
                 let (secs, out, err) = timed(&cmd);
                 let hits = (c.hits)(&out, &err, &f);
-                if c.name.starts_with("hwbp") {
+                if c.name.starts_with("hwbp") || c.name.starts_with("minimal C") {
                     assert_eq!(hits, n, "{}: {hits} hits for {n} stores", c.name);
                 } else if c.name.starts_with("perf") && hits != n {
                     // perf occasionally records one sample more than there were stores.
@@ -258,11 +292,7 @@ fn main() {
     // (µs per hit from the N run against the baseline, µs per hit from the slope N/4 -> N).
     let per_hit = |name: &str, configs: &mut Vec<Config>| -> Option<(f64, f64)> {
         let (t, ts, n) = med(name, configs)?;
-        let (b, bs, _) = if name.starts_with("gdb") {
-            gdb_base
-        } else {
-            base
-        };
+        let (b, bs, _) = if n == gdb_base.2 { gdb_base } else { base };
         let paired = (t - b) / n as f64 * 1e6;
         let slope = ((t - ts) - (b - bs)) / (n - n / 4) as f64 * 1e6;
         Some((paired, slope))
@@ -317,6 +347,25 @@ fn main() {
                 &mut configs,
             );
             println!("- gdb watch / hwbp run --json, per hit: {:.0}x paired", g.0);
+        }
+    }
+    let stop = "hwbp run --stop --json > file";
+    if let Some((sp, ss)) = per_hit(stop, &mut configs) {
+        println!();
+        if let Some((cp, cs)) = per_hit("minimal C ptrace tracer (DR0/DR7)", &mut configs) {
+            println!(
+                "- hwbp run --stop / minimal C tracer, per hit: {:.2} paired, {:.2} slope \
+                 (goal < 1)",
+                sp / cp,
+                ss / cs
+            );
+        }
+        if let Some((gp, gs)) = per_hit("gdb watch (commands silent; continue)", &mut configs) {
+            println!(
+                "- gdb watch / hwbp run --stop, per hit: {:.1}x paired, {:.1}x slope (goal >= 4)",
+                gp / sp,
+                gs / ss
+            );
         }
     }
 }

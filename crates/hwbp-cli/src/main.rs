@@ -29,6 +29,8 @@ mod session;
 mod sim;
 mod stat;
 mod status;
+mod stop;
+mod stop_report;
 mod trace;
 
 /// hwbp: hardware breakpoints and watchpoints, planned and programmed as Linux does.

@@ -1,7 +1,8 @@
 //! `hwbp run` and `hwbp attach`: watch memory in a program started here or already running,
 //! print every access, and the summary of accessing sites at the end.
 //!
-//! Not for: counting only (`hwbp stat`) or stopping the program at a hit (stop mode).
+//! Not for: counting only (`hwbp stat`) or stopping the program at a hit (`--stop`, in
+//! [`crate::stop`]).
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use hwbp::launch::{self, ExitStatus};
+use hwbp::symbols::dwarf::ValueType;
 use hwbp::symbols::maps::AddressSpace;
 use hwbp::symbols::resolve::Resolver;
 use hwbp::symbols::symbolize::Symbolizer;
@@ -39,7 +41,7 @@ pub struct ReportArgs {
     #[arg(long)]
     pub json: bool,
     /// Report only hits that changed the watched value (gdb's `watch`); the value is read
-    /// right after the hit is sampled, not at the access itself
+    /// right after the hit is sampled, not at the access itself (exact with --stop)
     #[arg(long)]
     pub changed: bool,
     /// Stop watching after N reported hits (the program runs on)
@@ -84,17 +86,21 @@ impl ReportArgs {
 #[command(
     after_help = "Each hit line: time since the first hit, thread id and name, access, \
     watch, the value now in the watched bytes (read right after the hit was sampled, not at \
-    the access), and the accessing instruction as function (file:line). Exit status: CMD's \
-    (128 + N if a signal N killed it); 2 if the watches cannot be set up."
+    the access), and the accessing instruction as function (file:line). With --stop: the \
+    program stops at each hit and the line shows the exact `old -> new`; Ctrl-C detaches and \
+    lets it finish. Exit status: CMD's (128 + N if a signal N killed it); 2 if the watches \
+    cannot be set up."
 )]
 pub struct RunArgs {
     #[command(flatten)]
-    watches: WatchArgs,
+    pub watches: WatchArgs,
     #[command(flatten)]
-    report: ReportArgs,
+    pub report: ReportArgs,
+    #[command(flatten)]
+    pub stop: crate::stop::StopArgs,
     /// The program to run and its arguments
     #[arg(last = true, required = true, value_name = "CMD")]
-    cmd: Vec<OsString>,
+    pub cmd: Vec<OsString>,
 }
 
 /// `hwbp attach -p PID [--duration SECS] --watch SPEC...`
@@ -106,18 +112,30 @@ pub struct RunArgs {
 pub struct AttachArgs {
     /// The process to watch (all its threads, and threads it creates later)
     #[arg(short, long, value_name = "PID")]
-    pid: i32,
+    pub pid: i32,
     /// Stop after SECS seconds
     #[arg(long, value_name = "SECS")]
-    duration: Option<f64>,
+    pub duration: Option<f64>,
     #[command(flatten)]
-    watches: WatchArgs,
+    pub watches: WatchArgs,
     #[command(flatten)]
-    report: ReportArgs,
+    pub report: ReportArgs,
+    #[command(flatten)]
+    pub stop: crate::stop::StopArgs,
 }
 
 /// Resolves every SPEC in `pid`'s address space; returns the watches and a symbolizer.
 pub fn resolve(pid: Pid, specs: &[String]) -> Result<(Vec<WatchInfo>, Symbolizer), Failure> {
+    let (typed, symbolizer) = resolve_typed(pid, specs)?;
+    Ok((typed.into_iter().map(|(w, _)| w).collect(), symbolizer))
+}
+
+/// A resolved watch with its DWARF value type, if known.
+pub type TypedWatch = (WatchInfo, Option<ValueType>);
+
+/// [`resolve`], with each watch's value type from DWARF when known (stop mode types its
+/// conditions and values with it).
+pub fn resolve_typed(pid: Pid, specs: &[String]) -> Result<(Vec<TypedWatch>, Symbolizer), Failure> {
     let space = AddressSpace::from_pid(pid.get() as u32).map_err(|e| {
         Failure::refused(anyhow!("{e}").context(format!("reading the memory map of pid {pid}")))
     })?;
@@ -130,15 +148,15 @@ pub fn resolve(pid: Pid, specs: &[String]) -> Result<(Vec<WatchInfo>, Symbolizer
         if let Some(note) = &r.note {
             crate::messages::note(&format!("note: {note}"));
         }
-        let signed = matches!(
+        let signed = matches!(r.value_type, Some(ValueType::Signed { .. }));
+        watches.push((
+            WatchInfo {
+                label: r.label,
+                spec: r.spec,
+                signed,
+            },
             r.value_type,
-            Some(hwbp::symbols::dwarf::ValueType::Signed { .. })
-        );
-        watches.push(WatchInfo {
-            label: r.label,
-            spec: r.spec,
-            signed,
-        });
+        ));
     }
     Ok((watches, Symbolizer::new(space)))
 }
@@ -203,6 +221,10 @@ fn print_summary(
 
 /// Runs `hwbp run`.
 pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
+    if args.stop.stop {
+        return crate::stop::run(args);
+    }
+    args.stop.refuse_without_stop()?;
     let stopped = start(&args.cmd)?;
     let pid = stopped.pid();
     // Dropping `stopped` on any error below kills the program: nothing is left behind.
@@ -271,6 +293,10 @@ pub fn duration(secs: Option<f64>) -> Result<Option<Duration>, Failure> {
 
 /// Runs `hwbp attach`.
 pub fn attach(args: AttachArgs) -> Result<ExitCode, Failure> {
+    if args.stop.stop {
+        return crate::stop::attach(args);
+    }
+    args.stop.refuse_without_stop()?;
     let pid = live_pid(args.pid)?;
     launch::install_stop_handler()
         .map_err(|e| Failure::failed(anyhow!("installing the SIGINT handler: {e}")))?;

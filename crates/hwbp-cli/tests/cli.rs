@@ -685,5 +685,7 @@ mod errors;
 mod hw;
 #[path = "cli/stat_caps.rs"]
 mod stat_caps;
+#[path = "cli/stop.rs"]
+mod stop;
 #[path = "cli/watch.rs"]
 mod watch;

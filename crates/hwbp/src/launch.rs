@@ -270,6 +270,16 @@ impl Stopped {
         })
     }
 
+    /// Detaches and leaves the program stopped (a `SIGSTOP` group stop), untraced, for
+    /// another tracer to seize (stop mode: `hwbp::ptrace::Tracer::attach`, then `SIGCONT`).
+    /// Nothing of it has run since the entry point. The caller owns the stopped process from
+    /// here: it must attach, or kill and reap it.
+    pub fn detach_stopped(mut self) -> Result<Pid, LaunchError> {
+        sys::detach(self.pid, libc::SIGSTOP).map_err(sys_err("PTRACE_DETACH"))?;
+        self.live = false;
+        Ok(self.pid)
+    }
+
     /// Lets the program run, still traced but only to catch its exit: the main thread stops
     /// at `PTRACE_EVENT_EXIT`, before its memory is released, so the caller can read the
     /// watched bytes one last time ([`Child::poll`] reports [`ChildState::Exiting`]). Signals

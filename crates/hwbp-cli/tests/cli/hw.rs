@@ -200,6 +200,67 @@ pub fn check_record(v: &Value) {
             assert!(opt(&v["changed"], Value::is_boolean));
             check_frames(&v["frames"]);
         }
+        Some("hwbp.hit/2") => {
+            assert_eq!(
+                keys(v),
+                [
+                    "access",
+                    "changed",
+                    "condition_error",
+                    "cpu",
+                    "file",
+                    "frames",
+                    "function",
+                    "ip",
+                    "label",
+                    "line",
+                    "new",
+                    "new_int",
+                    "new_text",
+                    "old",
+                    "old_int",
+                    "old_text",
+                    "regs",
+                    "schema",
+                    "seq",
+                    "thread",
+                    "tid",
+                    "time_ns",
+                    "type",
+                    "watch"
+                ],
+                "{v}"
+            );
+            assert!(v["time_ns"].is_u64() && v["tid"].is_u64() && v["watch"].is_u64());
+            assert!(v["cpu"].is_null() && is_hex(&v["ip"]) && v["seq"].is_u64());
+            assert!(opt(&v["thread"], Value::is_string) && v["label"].is_string());
+            assert!(opt(&v["function"], Value::is_string) && opt(&v["file"], Value::is_string));
+            assert!(opt(&v["line"], Value::is_u64));
+            assert!(is_hex(&v["old"]) && is_hex(&v["new"]));
+            assert!(v["old_text"].is_string() && v["new_text"].is_string());
+            assert!(opt(&v["old_int"], Value::is_number) && opt(&v["new_int"], Value::is_number));
+            let ty = v["type"].as_str().unwrap();
+            let ints = [
+                "i8", "i16", "i32", "i64", "i128", "u8", "u16", "u32", "u64", "u128",
+            ];
+            assert!(
+                ints.contains(&ty) || ["bool", "f32", "f64", "ptr", "bytes"].contains(&ty),
+                "{ty}"
+            );
+            assert_eq!(v["changed"], v["old"] != v["new"]);
+            assert!(opt(&v["condition_error"], Value::is_string));
+            if !v["regs"].is_null() {
+                let regs = v["regs"].as_object().unwrap();
+                assert_eq!(regs.len(), 27);
+                assert!(regs.values().all(is_hex) && regs.contains_key("rip"));
+            }
+            check_frames(&v["frames"]);
+        }
+        Some("hwbp.break/1") => {
+            assert_eq!(keys(v), ["gdb_command", "pid", "schema"]);
+            assert!(v["pid"].is_u64());
+            assert_eq!(v["gdb_command"], format!("gdb -p {}", v["pid"]));
+        }
         Some("hwbp.summary/1") => {
             assert_eq!(
                 keys(v),

@@ -1,0 +1,523 @@
+//! `hwbp run --stop` and `hwbp attach --stop`: stop mode (issue 6). Every thread of the target
+//! stops at each hit (the library's tracer, [`hwbp::ptrace::Tracer`]); the hit is reported with
+//! the exact old -> new values, optionally the registers, filtered by `--if` and `--changed`,
+//! and the target resumes — or, with `--break`, is left stopped for `gdb -p PID`.
+//!
+//! Start-up of `run --stop`: the program is started stopped at its entry point exactly as in
+//! non-stop mode ([`crate::run::start`]: every library mapped, none of its code run), the SPECs
+//! are resolved there, the launcher detaches leaving it in a `SIGSTOP` group stop
+//! ([`hwbp::launch::Stopped::detach_stopped`]), the tracer seizes it and arms every watch, and a
+//! `SIGCONT` lets it go. Shutdown signals (SIGINT, SIGTERM, SIGHUP) are blocked once the
+//! program is forked (so it keeps the default mask) and before any tracer exists
+//! ([`hwbp::ptrace::install_shutdown_signals`]); the tracer's wait loop takes them.
+//!
+//! Not for: formatting the hit records ([`crate::stop_report`]).
+
+use std::collections::{BTreeSet, HashMap};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use hwbp::launch;
+use hwbp::ptrace::{
+    self, Expr, Hit as StopHit, RunEnd, StopHandler, StopOptions, TraceError, Tracer, ValueType,
+    Verdict, WatchSpec,
+};
+use hwbp::symbols::dwarf;
+use hwbp::symbols::maps::AddressSpace;
+use hwbp::symbols::symbolize::{Site, Symbolizer};
+use hwbp::sys::Pid;
+use hwbp_core::Access;
+
+use crate::hit::{unknown_site, Hit};
+use crate::messages::{self, Failure, Out};
+use crate::report::{self, SiteCache, Summary, Totals, WatchInfo};
+use crate::run::{self, AttachArgs, ReportArgs, RunArgs};
+use crate::session::comm;
+use crate::stop_report as fmt;
+use crate::trace::TraceWriter;
+
+/// The stop-mode flags, shared by `run` and `attach`.
+#[derive(Debug, Default, clap::Args)]
+pub struct StopArgs {
+    /// Stop mode: every thread stops at each hit; exact old -> new values (see --if, --regs,
+    /// --break). Writes and read/writes only
+    #[arg(long)]
+    pub stop: bool,
+    /// With --stop: add the registers at each hit
+    #[arg(long, requires = "stop")]
+    pub regs: bool,
+    /// With --stop: report only hits for which EXPR holds; operands `new`, `old` (typed from
+    /// DWARF) and literals, C operators, e.g. 'new < 0', 'new != old && old == 7'
+    #[arg(long = "if", value_name = "EXPR")]
+    pub condition: Option<String>,
+    /// With --stop: at the first reported hit, leave the program stopped (SIGSTOP, no tracer
+    /// attached) and print the `gdb -p PID` command to continue in a debugger
+    #[arg(long = "break")]
+    pub brk: bool,
+}
+
+impl StopArgs {
+    /// Without `--stop`: `--if` and `--break` are refused (non-stop mode reads the value after
+    /// the fact, so `old` would not be exact, and nothing stops the program).
+    pub fn refuse_without_stop(&self) -> Result<(), Failure> {
+        if self.condition.is_some() {
+            return Err(Failure::refused(anyhow!(
+                "--if needs --stop: only stop mode reads the exact old and new value at each \
+                 hit (non-stop mode reads the value after the fact); add --stop"
+            )));
+        }
+        if self.brk {
+            return Err(Failure::refused(anyhow!(
+                "--break needs --stop: only stop mode can leave the program stopped at a hit; \
+                 add --stop"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What both subcommands check before touching any process.
+fn check_args(stop: &StopArgs, report: &ReportArgs) -> Result<Option<Expr>, Failure> {
+    if report.backtrace {
+        return Err(Failure::refused(anyhow!(
+            "--backtrace is not available with --stop (the call stack is not unwound at a \
+             stop); use --regs, or --break and `bt` in gdb"
+        )));
+    }
+    stop.condition
+        .as_deref()
+        .map(|text| Expr::parse(text).map_err(|e| Failure::refused(anyhow!("--if '{text}': {e}"))))
+        .transpose()
+}
+
+/// The library's value type for a DWARF type (or the natural one for the length).
+fn value_type(w: &WatchInfo, dwarf_type: Option<dwarf::ValueType>) -> ValueType {
+    dwarf_type.map_or_else(
+        || ValueType::for_len(w.spec.region.len_bytes),
+        ValueType::from,
+    )
+}
+
+/// The watches as the stop backend takes them; refuses what it cannot arm.
+fn watch_specs(
+    typed: &[run::TypedWatch],
+    condition: &Option<Expr>,
+    changed: bool,
+) -> Result<Vec<WatchSpec>, Failure> {
+    let infos: Vec<WatchInfo> = typed.iter().map(|(w, _)| w.clone()).collect();
+    run::check_fit(&infos)?;
+    typed
+        .iter()
+        .map(|(w, t)| {
+            if !matches!(w.spec.access, Access::Write | Access::ReadWrite) {
+                return Err(Failure::refused(anyhow!(
+                    "cannot watch '{}' ({}) with --stop: stop mode watches data writes (:w) \
+                     and reads/writes (:rw); without --stop, execute breakpoints are reported",
+                    w.label,
+                    w.spec
+                )));
+            }
+            Ok(WatchSpec {
+                region: w.spec.region,
+                access: w.spec.access,
+                ty: value_type(w, *t),
+                condition: condition.clone(),
+                changed_only: changed,
+            })
+        })
+        .collect()
+}
+
+fn trace_failure(e: TraceError, pid: Pid) -> Failure {
+    match e {
+        TraceError::Wait { .. } | TraceError::Ptrace { .. } => Failure::failed(anyhow!("{e}")),
+        _ => Failure::refused(anyhow!("{e}").context(format!("stop mode in pid {pid}"))),
+    }
+}
+
+/// `kill(2)`; an error (the process is gone) is ignored.
+fn kill(pid: Pid, sig: i32) {
+    let _ = hwbp::sys::ptrace::kill(pid.get(), sig);
+}
+
+/// Kills and reaps a child that never ran (setup failed after it was started).
+fn discard(pid: Pid) {
+    kill(pid, libc::SIGKILL);
+    let _ = hwbp::sys::ptrace::wait(pid.get(), false);
+}
+
+/// Waits for the child `pid` to exit after the tracer let go of it; a shutdown signal
+/// meanwhile sends it SIGTERM (as `perf record` does with its workload). Returns its shell
+/// status (128 + N for signal N).
+fn wait_child(pid: Pid) -> Result<i32, Failure> {
+    let mut set = hwbp::sys::ptrace::SHUTDOWN_SIGNALS.to_vec();
+    set.push(libc::SIGCHLD);
+    loop {
+        match hwbp::sys::ptrace::wait(pid.get(), true) {
+            Ok(Some(st)) if libc::WIFEXITED(st.status) => return Ok(libc::WEXITSTATUS(st.status)),
+            Ok(Some(st)) if libc::WIFSIGNALED(st.status) => {
+                return Ok(128 + libc::WTERMSIG(st.status))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(Failure::failed(anyhow!("waiting for the program: {e:?}"))),
+        }
+        match hwbp::sys::ptrace::wait_signal(&set) {
+            Ok(libc::SIGCHLD) | Err(_) => {}
+            Ok(_) => kill(pid, libc::SIGTERM),
+        }
+    }
+}
+
+/// Re-raises a SIGINT/SIGTERM that the launcher's handler recorded before the signals were
+/// blocked, so the tracer's wait loop takes it.
+fn requeue_early_signal() {
+    if let Some(sig) = launch::stop_signal() {
+        kill(Pid::current(), sig);
+    }
+}
+
+/// Runs `hwbp run --stop`.
+pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
+    let condition = check_args(&args.stop, &args.report)?;
+    let stopped = run::start(&args.cmd)?;
+    let pid = stopped.pid();
+    ptrace::install_shutdown_signals()
+        .map_err(|e| Failure::failed(anyhow!("blocking the shutdown signals: {e:?}")))?;
+    requeue_early_signal();
+    // Dropping `stopped` on any error below kills the program: nothing is left behind.
+    let (typed, symbolizer) = run::resolve_typed(pid, &args.watches.watch)?;
+    let specs = watch_specs(&typed, &condition, args.report.changed)?;
+    let types: Vec<ValueType> = specs.iter().map(|s| s.ty).collect();
+    let out = Out::to(args.report.output.as_deref())?;
+    let pid = stopped
+        .detach_stopped()
+        .map_err(|e| Failure::failed(anyhow!("{e}")))?;
+    let tracer = Tracer::attach(pid.get(), specs, options(&args.stop)).map_err(|e| {
+        discard(pid);
+        trace_failure(e, pid)
+    })?;
+    kill(pid, libc::SIGCONT);
+    let watches: Vec<WatchInfo> = typed.into_iter().map(|(w, _)| w).collect();
+    let mut session = Session::new(
+        pid,
+        &watches,
+        types,
+        symbolizer,
+        &args.stop,
+        &args.report,
+        out,
+    )?;
+    let end = match session.run(tracer) {
+        Ok(end) => end,
+        Err(f) => {
+            // The tracer released the program: let it finish, then report the failure.
+            let _ = wait_child(pid);
+            return Err(f);
+        }
+    };
+    session.announce(&end);
+    let status = match &end {
+        RunEnd::Exited(c) => *c,
+        RunEnd::Killed(s) => 128 + s,
+        // Left stopped by --break, detached (--limit, exec) or shut down by a signal: the
+        // program runs on (or waits for SIGCONT); hwbp stays its parent and waits for it, as
+        // `run` always does. (Exiting would orphan a stopped program, and the kernel sends
+        // SIGHUP to a stopped process in an orphaned process group.)
+        _ => wait_child(pid)?,
+    };
+    session.finish(Some(status))?;
+    Ok(ExitCode::from(u8::try_from(status).unwrap_or(255)))
+}
+
+/// Runs `hwbp attach --stop`.
+pub fn attach(args: AttachArgs) -> Result<ExitCode, Failure> {
+    let condition = check_args(&args.stop, &args.report)?;
+    let pid = run::live_pid(args.pid)?;
+    let duration = run::duration(args.duration)?;
+    ptrace::install_shutdown_signals()
+        .map_err(|e| Failure::failed(anyhow!("blocking the shutdown signals: {e:?}")))?;
+    let (typed, symbolizer) = run::resolve_typed(pid, &args.watches.watch)?;
+    let specs = watch_specs(&typed, &condition, args.report.changed)?;
+    let types: Vec<ValueType> = specs.iter().map(|s| s.ty).collect();
+    let out = Out::to(args.report.output.as_deref())?;
+    let tracer =
+        Tracer::attach(pid.get(), specs, options(&args.stop)).map_err(|e| trace_failure(e, pid))?;
+    let watches: Vec<WatchInfo> = typed.into_iter().map(|(w, _)| w).collect();
+    messages::note(&format!(
+        "watching {} watch{} in pid {pid} (stop mode); Ctrl-C to stop",
+        watches.len(),
+        if watches.len() == 1 { "" } else { "es" }
+    ));
+    if let Some(d) = duration {
+        // The thread inherits the blocked mask; the process-directed SIGTERM is taken by the
+        // tracer's wait loop like a Ctrl-C.
+        std::thread::spawn(move || {
+            std::thread::sleep(d);
+            kill(Pid::current(), libc::SIGTERM);
+        });
+    }
+    let mut session = Session::new(
+        pid,
+        &watches,
+        types,
+        symbolizer,
+        &args.stop,
+        &args.report,
+        out,
+    )?;
+    let end = session.run(tracer)?;
+    session.announce(&end);
+    session.finish(None)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn options(_stop: &StopArgs) -> StopOptions {
+    StopOptions {
+        // The registers are always read: `rip` names the accessing instruction. `--regs` only
+        // decides whether they are printed.
+        regs: true,
+        ..StopOptions::default()
+    }
+}
+
+/// One stop-mode session: the handler the tracer calls at each hit, and the report.
+struct Session<'a> {
+    pid: Pid,
+    watches: &'a [WatchInfo],
+    types: Vec<ValueType>,
+    symbolizer: Symbolizer,
+    cache: SiteCache,
+    summary: Summary,
+    out: Out,
+    trace: Option<TraceWriter<std::io::BufWriter<std::fs::File>>>,
+    names: HashMap<u32, Option<Arc<str>>>,
+    process_name: Option<Arc<str>>,
+    tids: BTreeSet<u32>,
+    limit: Option<u64>,
+    brk: bool,
+    json: bool,
+    quiet: bool,
+    regs: bool,
+    start: Instant,
+    t0: Option<Instant>,
+    last_flush: Instant,
+    last_refresh: Option<Instant>,
+    reported: u64,
+    seen: u64,
+    line: String,
+    trace_error: Option<std::io::Error>,
+}
+
+impl<'a> Session<'a> {
+    fn new(
+        pid: Pid,
+        watches: &'a [WatchInfo],
+        types: Vec<ValueType>,
+        symbolizer: Symbolizer,
+        stop: &StopArgs,
+        report: &ReportArgs,
+        mut out: Out,
+    ) -> Result<Session<'a>, Failure> {
+        let trace = match &report.trace_out {
+            Some(path) => {
+                let f = std::fs::File::create(path).map_err(|e| {
+                    Failure::refused(anyhow!("creating --trace-out {}: {e}", path.display()))
+                })?;
+                let name = comm(pid, None).map_or_else(|| "?".to_owned(), |s| s.to_string());
+                Some(
+                    TraceWriter::new(std::io::BufWriter::new(f), pid.get(), &name)
+                        .map_err(|e| Failure::failed(anyhow!("--trace-out: {e}")))?,
+                )
+            }
+            None => None,
+        };
+        if report.json {
+            out.hit(&report::start_json(pid.get(), watches));
+            out.flush();
+        }
+        Ok(Session {
+            pid,
+            watches,
+            types,
+            symbolizer,
+            cache: SiteCache::default(),
+            summary: Summary::default(),
+            out,
+            trace,
+            names: HashMap::new(),
+            process_name: comm(pid, None),
+            tids: report.tid.iter().copied().collect(),
+            limit: report.limit,
+            brk: stop.brk,
+            json: report.json,
+            quiet: report.quiet,
+            regs: stop.regs,
+            start: Instant::now(),
+            t0: None,
+            last_flush: Instant::now(),
+            last_refresh: None,
+            reported: 0,
+            seen: 0,
+            line: String::with_capacity(512),
+            trace_error: None,
+        })
+    }
+
+    /// Runs the tracer to its end; the tracer is dropped (released) before this returns.
+    fn run(&mut self, mut tracer: Tracer) -> Result<RunEnd, Failure> {
+        let end = tracer.run(self);
+        self.seen = tracer.hits_seen();
+        drop(tracer);
+        self.out.flush();
+        end.map_err(|e| Failure::failed(anyhow!("{e}").context("stop mode")))
+    }
+
+    /// `--break`: says where the program was left and how to continue in a debugger.
+    fn announce(&mut self, end: &RunEnd) {
+        if let RunEnd::Break { pid, gdb_command } = end {
+            if self.json {
+                self.out.hit(&fmt::break_json(*pid, gdb_command));
+            }
+            self.out.flush();
+            messages::note(&format!(
+                "pid {pid} is left stopped (SIGSTOP) at the hit above, with no tracer \
+                 attached; continue in a debugger: {gdb_command}"
+            ));
+        }
+    }
+
+    /// Prints the summary.
+    fn finish(&mut self, exit_status: Option<i32>) -> Result<(), Failure> {
+        let totals = Totals {
+            seen: self.seen,
+            reported: self.reported,
+            lost: 0,
+            duration_ns: u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        };
+        let text = if self.json {
+            report::summary_json(&self.summary, self.watches, &totals, exit_status)
+        } else {
+            report::summary_text(&self.summary, self.watches, &totals)
+        };
+        self.out.hit(&text);
+        self.out.flush();
+        if let Some(t) = self.trace.take() {
+            t.finish()
+                .map_err(|e| Failure::failed(anyhow!("--trace-out: {e}")))?;
+        }
+        if let Some(e) = self.trace_error.take() {
+            return Err(Failure::failed(anyhow!("--trace-out: {e}")));
+        }
+        Ok(())
+    }
+
+    fn thread_name(&mut self, tid: u32) -> Option<Arc<str>> {
+        let (pid, process) = (self.pid, &self.process_name);
+        self.names
+            .entry(tid)
+            .or_insert_with(|| comm(pid, Some(tid)).or_else(|| process.clone()))
+            .clone()
+    }
+}
+
+impl StopHandler for Session<'_> {
+    fn hit(&mut self, h: &StopHit<'_>) -> Verdict {
+        let tid = h.tid.0 as u32;
+        if !self.tids.is_empty() && !self.tids.contains(&tid) {
+            return Verdict::Continue;
+        }
+        let now = Instant::now();
+        let t0 = *self.t0.get_or_insert(now);
+        let w = &self.watches[h.watch];
+        // x86 data breakpoints trap after the access: `rip` is the next instruction; the
+        // symbolizer decodes back to the store, as for a perf sample's IP.
+        let site = match h.regs.map(|r| r.ip()) {
+            Some(ip) if ip != 0 => self.site(ip),
+            _ => Arc::new(unknown_site(0)),
+        };
+        let thread = self.thread_name(tid);
+        let hit = Hit {
+            time_ns: u64::try_from(now.duration_since(t0).as_nanos()).unwrap_or(u64::MAX),
+            tid,
+            thread,
+            cpu: None,
+            watch: h.watch,
+            access: w.spec.access,
+            site,
+            value: Some(h.new.to_vec()),
+            changed: Some(h.old != h.new),
+            backtrace: Vec::new(),
+        };
+        self.reported += 1;
+        self.summary.add(&hit);
+        let ty = self.types_of(h.watch);
+        if !self.quiet {
+            self.line.clear();
+            let regs = if self.regs { h.regs.as_ref() } else { None };
+            if self.json {
+                fmt::hit_json(
+                    &mut self.line,
+                    &hit,
+                    h,
+                    ty,
+                    regs,
+                    self.watches,
+                    &mut self.cache,
+                );
+            } else {
+                fmt::hit_text(
+                    &mut self.line,
+                    &hit,
+                    h,
+                    ty,
+                    regs,
+                    self.watches,
+                    &mut self.cache,
+                );
+            }
+            self.out.hit(&self.line);
+            if now.duration_since(self.last_flush) >= Duration::from_millis(50) || self.brk {
+                self.out.flush();
+                self.last_flush = now;
+            }
+        }
+        if let Some(t) = &mut self.trace {
+            if let Err(e) = t.hit(&hit, self.watches) {
+                self.trace_error.get_or_insert(e);
+            }
+        }
+        if self.brk {
+            Verdict::Break
+        } else if self.limit.is_some_and(|n| self.reported >= n) {
+            Verdict::Detach
+        } else {
+            Verdict::Continue
+        }
+    }
+}
+
+impl Session<'_> {
+    /// The symbolized accessing instruction for a trap IP; an IP in no known module (a library
+    /// loaded since, `dlopen`) re-reads the memory map, at most once a second.
+    fn site(&mut self, ip: u64) -> Arc<Site> {
+        let site = self.symbolizer.site(ip);
+        if site.module.is_some() || self.last_refresh.is_some_and(|t| t.elapsed().as_secs() < 1) {
+            return site;
+        }
+        self.last_refresh = Some(Instant::now());
+        match AddressSpace::from_pid(self.pid.get() as u32) {
+            Ok(space) => {
+                self.symbolizer.set_space(space);
+                self.cache = SiteCache::default();
+                self.symbolizer.site(ip)
+            }
+            Err(_) => site,
+        }
+    }
+
+    fn types_of(&self, watch: usize) -> ValueType {
+        self.types.get(watch).copied().unwrap_or(ValueType::Bytes)
+    }
+}
