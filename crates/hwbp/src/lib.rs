@@ -25,6 +25,7 @@ pub mod caps;
 pub mod error;
 pub mod fake;
 pub mod hotplug;
+pub mod ptrace;
 pub mod ring;
 pub mod signal;
 pub mod stream;

@@ -732,6 +732,8 @@ fn caps_report_matches_this_machine_and_the_core_rules() {
     }
 }
 
+#[path = "linux/ptrace.rs"]
+mod ptrace;
 #[path = "linux/stream.rs"]
 mod stream;
 #[path = "linux/symbols.rs"]

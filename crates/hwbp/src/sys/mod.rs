@@ -19,6 +19,7 @@ use crate::attr::PerfEventAttr;
 
 pub mod clock;
 pub mod mmap;
+pub mod ptrace;
 pub mod signal;
 
 /// A process id (thread-group id).

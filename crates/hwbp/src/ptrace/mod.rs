@@ -1,0 +1,299 @@
+//! Stop mode (issue 6): every thread of the target stops at each hit; hwbp reads the watched
+//! bytes, reports the exact old → new values (a shadow copy updated at every stop), optionally
+//! the registers, evaluates a condition, and resumes — or leaves the target stopped for gdb.
+//!
+//! How a hit becomes a stop: each planned piece (hwbp-core's x86 planner) is a perf
+//! breakpoint with `sigtrap=1, remove_on_exec=1` opened **by the tracer** on each traced
+//! thread; the hit's SIGTRAP (`si_code = TRAP_PERF`, `si_perf_data` = watch/piece tag) is
+//! intercepted at signal-delivery-stop and suppressed. The watches live in the tracer's file
+//! descriptors, so they vanish with the tracer, even on SIGKILL. Why not ptrace DR0–DR7: see
+//! `docs/STOP_MODE.md`.
+//!
+//! Not for: argument parsing or printing (the CLI), symbol resolution (the symbols layer
+//! passes a [`WatchSpec`] with a [`ValueType`]).
+
+mod drfile;
+mod expr;
+mod tracer;
+mod value;
+
+use std::fmt;
+
+use hwbp_core::error::PlanError;
+use hwbp_core::{Access, Region};
+
+pub use crate::sys::ptrace::{Errno, Tid};
+pub use drfile::{
+    random_steps, run_differential, CoreDrFile, DrFile, DrOp, DrOutcome, Mismatch, PtraceDrFile,
+    StepRng,
+};
+pub use expr::{BinOp, EvalError, Expr, ParseError, UnOp};
+pub use tracer::{install_shutdown_signals, resolve_program, Tracer};
+pub use value::{Value, ValueType};
+
+/// One thing to watch in stop mode.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WatchSpec {
+    /// The bytes watched (any length; planned into aligned 1/2/4/8-byte pieces).
+    pub region: Region,
+    /// Which accesses stop the target (`Write` or `ReadWrite`; x86 has no read-only watch).
+    pub access: Access,
+    /// How `old`/`new` are typed for conditions and output.
+    pub ty: ValueType,
+    /// `--if`: report only hits for which this holds.
+    pub condition: Option<Expr>,
+    /// `--changed`: report only hits whose value differs from the shadow copy (gdb `watch`).
+    pub changed_only: bool,
+}
+
+impl WatchSpec {
+    /// Watch writes to `region`, typed by its length, every hit reported.
+    pub fn write(region: Region) -> WatchSpec {
+        WatchSpec {
+            region,
+            access: Access::Write,
+            ty: ValueType::for_len(region.len_bytes),
+            condition: None,
+            changed_only: false,
+        }
+    }
+}
+
+/// How a stop-mode session behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StopOptions {
+    /// Read the general-purpose registers at each reported hit (`--regs`).
+    pub regs: bool,
+    /// Stop every other thread while a hit is reported (gdb's all-stop). Costs one
+    /// `PTRACE_INTERRUPT` + wait per other running thread per reported hit.
+    pub all_stop: bool,
+    /// For spawned targets: `PTRACE_O_EXITKILL` (the target dies with hwbp). Off by default:
+    /// the watches die with hwbp anyway, so the target can finish (docs/STOP_MODE.md).
+    pub kill_on_tracer_death: bool,
+}
+
+impl Default for StopOptions {
+    fn default() -> Self {
+        StopOptions {
+            regs: false,
+            all_stop: true,
+            kill_on_tracer_death: false,
+        }
+    }
+}
+
+/// The x86-64 general-purpose registers at a hit (`struct user_regs_struct`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Regs {
+    /// Values in [`Regs::NAMES`] order.
+    pub values: [u64; 27],
+}
+
+impl Regs {
+    /// Register names, in `user_regs_struct` order.
+    pub const NAMES: [&'static str; 27] = [
+        "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx",
+        "rsi", "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base", "gs_base", "ds",
+        "es", "fs", "gs",
+    ];
+
+    /// A register by name.
+    pub fn get(&self, name: &str) -> Option<u64> {
+        Self::NAMES
+            .iter()
+            .position(|n| *n == name)
+            .map(|i| self.values[i])
+    }
+
+    /// The instruction pointer: for a data watchpoint, the instruction *after* the access
+    /// (x86 data breakpoints are traps).
+    pub fn ip(&self) -> u64 {
+        self.values[16]
+    }
+}
+
+/// One reported hit.
+#[derive(Clone, Copy, Debug)]
+pub struct Hit<'a> {
+    /// The thread that made the access.
+    pub tid: Tid,
+    /// Index of the watch in the session's list.
+    pub watch: usize,
+    /// Index of the planned piece that fired (the DR6 B-bit equivalent).
+    pub piece: usize,
+    /// The watched bytes before the access (shadow copy).
+    pub old: &'a [u8],
+    /// The watched bytes after the access.
+    pub new: &'a [u8],
+    /// `old`, typed.
+    pub old_value: Value,
+    /// `new`, typed.
+    pub new_value: Value,
+    /// The condition failed to evaluate (reported as a hit, as gdb stops on such errors).
+    pub condition_error: Option<EvalError>,
+    /// Registers, when [`StopOptions::regs`] is set.
+    pub regs: Option<Regs>,
+    /// Hits seen so far in this session, this one included (filtered ones too).
+    pub seq: u64,
+}
+
+/// What to do after a reported hit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Resume the target.
+    Continue,
+    /// `--break`: remove every watch, leave the target stopped (SIGSTOP), detach.
+    Break,
+    /// Remove every watch, detach, let the target run on.
+    Detach,
+}
+
+/// What to do after the target called `exec` (which removed every watch).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExecVerdict {
+    /// Watch these (re-resolved) regions in the new image.
+    Rearm(Vec<WatchSpec>),
+    /// Keep following the process without watches.
+    KeepTracing,
+    /// Detach and let the new image run.
+    Detach,
+}
+
+/// Thread lifecycle notifications.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadEvent {
+    /// A new thread appeared and was armed before it ran.
+    Started(Tid),
+    /// A traced thread exited.
+    Exited(Tid),
+}
+
+/// The consumer of a stop-mode session.
+pub trait StopHandler {
+    /// A hit that passed the condition and `changed` filters.
+    fn hit(&mut self, hit: &Hit<'_>) -> Verdict;
+    /// The target called exec; `pid` is the process (its new image).
+    fn exec(&mut self, _pid: Tid) -> ExecVerdict {
+        ExecVerdict::Detach
+    }
+    /// A thread started or exited.
+    fn thread(&mut self, _event: ThreadEvent) {}
+}
+
+/// How a session ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The target exited with this status.
+    Exited(i32),
+    /// The target was killed by this signal.
+    Killed(i32),
+    /// `Verdict::Break`: the target is stopped, no tracer attached, no watch left.
+    Break {
+        /// The stopped process.
+        pid: i32,
+        /// How to continue in a debugger: `gdb -p PID`.
+        gdb_command: String,
+    },
+    /// Detached on request; the target runs on without watches.
+    Detached,
+    /// A shutdown signal (SIGINT, SIGTERM, SIGHUP) arrived: everything was removed and
+    /// detached, the target runs on.
+    Shutdown {
+        /// The signal.
+        signal: i32,
+    },
+}
+
+/// Why stop mode could not start or go on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TraceError {
+    /// Another process already traces the target (`TracerPid` in `/proc/PID/status`).
+    AlreadyTraced {
+        /// The target.
+        pid: i32,
+        /// The tracer holding it.
+        tracer_pid: i32,
+    },
+    /// No such process.
+    NoSuchProcess {
+        /// The target.
+        pid: i32,
+    },
+    /// A ptrace request failed.
+    Ptrace {
+        /// The request (`"PTRACE_SEIZE"` ...).
+        op: &'static str,
+        /// The thread.
+        tid: Tid,
+        /// The error.
+        errno: Errno,
+    },
+    /// The program could not be started.
+    Spawn {
+        /// The error (`ENOENT`: not found; `ECHILD`: it did not stop as expected).
+        errno: Errno,
+    },
+    /// The watch cannot be planned.
+    Plan(PlanError),
+    /// More pieces than the thread has debug registers.
+    TooManyPieces {
+        /// Pieces needed by all watches together.
+        needed: u32,
+        /// Debug registers per thread.
+        capacity: u32,
+    },
+    /// Opening a piece's breakpoint on a thread failed.
+    Arm {
+        /// The thread.
+        tid: Tid,
+        /// The piece's first byte.
+        addr: u64,
+        /// The error (`ENOSPC`: another debugger or perf user holds the registers).
+        errno: Errno,
+    },
+    /// `waitpid` failed.
+    Wait {
+        /// The error.
+        errno: Errno,
+    },
+}
+
+impl fmt::Display for TraceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TraceError::AlreadyTraced { pid, tracer_pid } => write!(
+                f,
+                "process {pid} is already traced by process {tracer_pid} (TracerPid in /proc/{pid}/status); \
+                 detach that debugger first (gdb: `detach`), only one tracer is allowed"
+            ),
+            TraceError::NoSuchProcess { pid } => {
+                write!(f, "no process {pid} (check the pid; it may have exited)")
+            }
+            TraceError::Ptrace { op, tid, errno } => write!(
+                f,
+                "{op} on thread {tid} failed: {errno}; EPERM means missing rights (same user, \
+                 CAP_SYS_PTRACE, or kernel.yama.ptrace_scope), ESRCH that the thread is gone"
+            ),
+            TraceError::Spawn { errno } => write!(
+                f,
+                "could not start the program: {errno} (ENOENT: not found or not executable)"
+            ),
+            TraceError::Plan(e) => write!(f, "cannot plan the watch: {e:?}"),
+            TraceError::TooManyPieces { needed, capacity } => write!(
+                f,
+                "the watches need {needed} debug registers but a thread has {capacity}; \
+                 watch fewer or smaller, aligned regions"
+            ),
+            TraceError::Arm { tid, addr, errno } => write!(
+                f,
+                "could not arm the watch at {addr:#x} on thread {tid}: {errno}; ENOSPC means \
+                 another debugger or perf user holds the thread's debug registers, EACCES/EPERM \
+                 missing rights"
+            ),
+            TraceError::Wait { errno } => write!(f, "waitpid failed: {errno}"),
+        }
+    }
+}
+
+impl std::error::Error for TraceError {}

@@ -1,0 +1,442 @@
+//! Raw system calls of stop mode: ptrace, waitpid, signals, process_vm_readv, and the
+//! tracer-owned `sigtrap` breakpoint events. Every `unsafe` of [`crate::ptrace`] lives here.
+//!
+//! Each function does one system call (or one fixed sequence) and returns [`Errno`] on
+//! failure; nothing here decides policy. Not for: perf counting/sampling (the `linux` layer).
+
+use std::ffi::CString;
+use std::fmt;
+use std::mem::MaybeUninit;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+/// A thread id, as in `/proc/PID/task/TID` (for the leader, equal to the process id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Tid(pub i32);
+
+impl fmt::Display for Tid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A Linux `errno` value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Errno(pub i32);
+
+impl Errno {
+    fn last() -> Errno {
+        Errno(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    }
+
+    /// The symbolic name for the errnos stop mode meets, else `"errno N"`.
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            libc::EPERM => "EPERM",
+            libc::ESRCH => "ESRCH",
+            libc::EINTR => "EINTR",
+            libc::EIO => "EIO",
+            libc::ECHILD => "ECHILD",
+            libc::EAGAIN => "EAGAIN",
+            libc::ENOMEM => "ENOMEM",
+            libc::EACCES => "EACCES",
+            libc::EFAULT => "EFAULT",
+            libc::EBUSY => "EBUSY",
+            libc::EINVAL => "EINVAL",
+            libc::ENOSPC => "ENOSPC",
+            libc::ENOENT => "ENOENT",
+            libc::ENODEV => "ENODEV",
+            libc::EOPNOTSUPP => "EOPNOTSUPP",
+            _ => "errno",
+        }
+    }
+}
+
+impl fmt::Display for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name(), self.0)
+    }
+}
+
+/// `PTRACE_O_*` options hwbp sets on every tracee.
+pub const TRACE_OPTIONS: u32 =
+    (libc::PTRACE_O_TRACECLONE | libc::PTRACE_O_TRACEEXEC | libc::PTRACE_O_TRACEEXIT) as u32;
+/// `PTRACE_O_EXITKILL`: the kernel SIGKILLs the tracee when the tracer exits.
+pub const OPT_EXITKILL: u32 = libc::PTRACE_O_EXITKILL as u32;
+
+/// `PERF_FLAG_FD_CLOEXEC` (`include/uapi/linux/perf_event.h`).
+const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
+
+/// `si_code` of a perf `sigtrap` event's SIGTRAP (`TRAP_PERF`, since 5.13).
+pub const TRAP_PERF: i32 = 6;
+
+fn check(ret: libc::c_long) -> Result<libc::c_long, Errno> {
+    if ret == -1 {
+        Err(Errno::last())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// `PTRACE_SEIZE` with `options`: attach without stopping the thread.
+pub fn seize(tid: Tid, options: u32) -> Result<(), Errno> {
+    // SAFETY: PTRACE_SEIZE takes no pointers; `data` is the options bit mask.
+    let r = unsafe { libc::ptrace(libc::PTRACE_SEIZE, tid.0, 0usize, options as usize) };
+    check(r).map(drop)
+}
+
+/// `PTRACE_INTERRUPT`: bring a seized, running thread into a `PTRACE_EVENT_STOP`.
+pub fn interrupt(tid: Tid) -> Result<(), Errno> {
+    // SAFETY: no pointers are passed.
+    let r = unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, tid.0, 0usize, 0usize) };
+    check(r).map(drop)
+}
+
+/// `PTRACE_CONT`, delivering `sig` (0 = none).
+pub fn cont(tid: Tid, sig: i32) -> Result<(), Errno> {
+    // SAFETY: no pointers are passed; `data` is a signal number.
+    let r = unsafe { libc::ptrace(libc::PTRACE_CONT, tid.0, 0usize, sig as usize) };
+    check(r).map(drop)
+}
+
+/// `PTRACE_DETACH`, delivering `sig` (0 = none).
+pub fn detach(tid: Tid, sig: i32) -> Result<(), Errno> {
+    // SAFETY: no pointers are passed; `data` is a signal number.
+    let r = unsafe { libc::ptrace(libc::PTRACE_DETACH, tid.0, 0usize, sig as usize) };
+    check(r).map(drop)
+}
+
+/// `PTRACE_GETEVENTMSG`: the new thread's id after `PTRACE_EVENT_CLONE`, the former thread
+/// id after `PTRACE_EVENT_EXEC`, the exit status at `PTRACE_EVENT_EXIT`.
+pub fn event_msg(tid: Tid) -> Result<u64, Errno> {
+    let mut msg: libc::c_ulong = 0;
+    // SAFETY: `data` points to a writable c_ulong that outlives the call.
+    let r = unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETEVENTMSG,
+            tid.0,
+            0usize,
+            &mut msg as *mut libc::c_ulong,
+        )
+    };
+    check(r).map(|_| msg as u64)
+}
+
+/// The fields of a stopped thread's `siginfo_t` stop mode looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SigInfo {
+    /// `si_signo`.
+    pub signo: i32,
+    /// `si_code` (`TRAP_PERF` = 6 for a perf `sigtrap` event, `TRAP_HWBKPT` = 4 for ptrace
+    /// debug registers).
+    pub code: i32,
+    /// `si_addr` (fault address; for perf breakpoints the event's `bp_addr`).
+    pub addr: u64,
+    /// `si_perf_data`: the event's `sig_data` when `code == TRAP_PERF`.
+    pub perf_data: u64,
+}
+
+/// siginfo_t layout for the fault group on 64-bit Linux: `si_signo, si_errno, si_code` (3 ×
+/// i32, padded to 16), `si_addr` at 16, then the union whose `_perf._data` is at 24.
+fn decode_siginfo(raw: &libc::siginfo_t) -> SigInfo {
+    // SAFETY: siginfo_t is plain old data of 128 bytes; reading it as bytes is always valid.
+    let bytes: &[u8; 128] = unsafe { &*(raw as *const libc::siginfo_t as *const [u8; 128]) };
+    let u64_at = |o: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&bytes[o..o + 8]);
+        u64::from_ne_bytes(b)
+    };
+    SigInfo {
+        signo: raw.si_signo,
+        code: raw.si_code,
+        addr: u64_at(16),
+        perf_data: u64_at(24),
+    }
+}
+
+/// `PTRACE_GETSIGINFO` of a thread in a ptrace stop.
+pub fn siginfo(tid: Tid) -> Result<SigInfo, Errno> {
+    let mut raw = MaybeUninit::<libc::siginfo_t>::zeroed();
+    // SAFETY: `data` points to a writable siginfo_t; the kernel fills at most its size.
+    let r = unsafe { libc::ptrace(libc::PTRACE_GETSIGINFO, tid.0, 0usize, raw.as_mut_ptr()) };
+    check(r)?;
+    // SAFETY: zero-initialised and then written by the kernel; every bit pattern is valid.
+    Ok(decode_siginfo(unsafe { raw.assume_init_ref() }))
+}
+
+/// Whether a queued (not yet delivered) signal of this thread's private queue is a perf
+/// `sigtrap` SIGTRAP (`PTRACE_PEEKSIGINFO`, up to 8 entries).
+pub fn pending_perf_trap(tid: Tid) -> Result<bool, Errno> {
+    let args = libc::ptrace_peeksiginfo_args {
+        off: 0,
+        flags: 0,
+        nr: 8,
+    };
+    let mut out = [MaybeUninit::<libc::siginfo_t>::zeroed(); 8];
+    // SAFETY: `addr` points to the args struct, `data` to room for `nr` siginfo_t records.
+    let r = unsafe {
+        libc::ptrace(
+            libc::PTRACE_PEEKSIGINFO,
+            tid.0,
+            &args as *const libc::ptrace_peeksiginfo_args,
+            out.as_mut_ptr(),
+        )
+    };
+    let n = check(r)? as usize;
+    Ok(out[..n.min(8)].iter().any(|s| {
+        // SAFETY: the kernel wrote the first `n` records; the rest stay zeroed.
+        let info = decode_siginfo(unsafe { s.assume_init_ref() });
+        info.signo == libc::SIGTRAP && info.code == TRAP_PERF
+    }))
+}
+
+/// Byte offset of `u_debugreg[n]` in `struct user` (x86-64: 848 + 8n).
+pub fn debugreg_offset(n: u32) -> usize {
+    std::mem::offset_of!(libc::user, u_debugreg) + 8 * n as usize
+}
+
+/// `PTRACE_PEEKUSER` of debug register `n` (0..=7).
+pub fn peek_debugreg(tid: Tid, n: u32) -> Result<u64, Errno> {
+    // PEEKUSER returns the word; -1 is a valid value, so errno is cleared first.
+    // SAFETY: __errno_location() is this thread's errno; writing 0 is allowed.
+    unsafe { *libc::__errno_location() = 0 };
+    // SAFETY: PEEKUSER with an offset inside `struct user`; no pointers are passed.
+    let r = unsafe { libc::ptrace(libc::PTRACE_PEEKUSER, tid.0, debugreg_offset(n), 0usize) };
+    if r == -1 {
+        let e = Errno::last();
+        if e.0 != 0 {
+            return Err(e);
+        }
+    }
+    Ok(r as u64)
+}
+
+/// `PTRACE_POKEUSER` of debug register `n` (0..=7).
+pub fn poke_debugreg(tid: Tid, n: u32, value: u64) -> Result<(), Errno> {
+    // SAFETY: POKEUSER takes the offset and the value; no pointers.
+    let r = unsafe {
+        libc::ptrace(
+            libc::PTRACE_POKEUSER,
+            tid.0,
+            debugreg_offset(n),
+            value as usize,
+        )
+    };
+    check(r).map(drop)
+}
+
+/// `PTRACE_GETREGS`: the thread's general-purpose registers.
+pub fn regs(tid: Tid) -> Result<libc::user_regs_struct, Errno> {
+    let mut regs = MaybeUninit::<libc::user_regs_struct>::zeroed();
+    // SAFETY: `data` points to a writable user_regs_struct.
+    let r = unsafe { libc::ptrace(libc::PTRACE_GETREGS, tid.0, 0usize, regs.as_mut_ptr()) };
+    check(r)?;
+    // SAFETY: written by the kernel (and zeroed before); all-integer struct.
+    Ok(unsafe { regs.assume_init() })
+}
+
+/// `process_vm_readv`: copies `buf.len()` bytes at `addr` of the thread's process.
+/// Returns the number of bytes read (short at an unmapped page).
+pub fn read_memory(tid: Tid, addr: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: `local` describes `buf`, which is writable for its length; `remote` is only
+    // dereferenced by the kernel in the other process.
+    let r = unsafe { libc::process_vm_readv(tid.0, &local, 1, &remote, 1, 0) };
+    check(r as libc::c_long).map(|n| n as usize)
+}
+
+/// A `waitpid` result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitStatus {
+    /// The thread that changed state.
+    pub tid: Tid,
+    /// The raw status word.
+    pub status: i32,
+}
+
+/// `waitpid(pid, __WALL | __WNOTHREAD | flags)`; `Ok(None)` for `WNOHANG` with nothing to report.
+pub fn wait(pid: i32, nohang: bool) -> Result<Option<WaitStatus>, Errno> {
+    let mut status = 0;
+    // __WNOTHREAD: only this thread's children and tracees (other threads may trace too).
+    let flags = libc::__WALL | libc::__WNOTHREAD | if nohang { libc::WNOHANG } else { 0 };
+    // SAFETY: `status` is a writable int.
+    let r = unsafe { libc::waitpid(pid, &mut status, flags) };
+    match r {
+        -1 => Err(Errno::last()),
+        0 => Ok(None),
+        t => Ok(Some(WaitStatus {
+            tid: Tid(t),
+            status,
+        })),
+    }
+}
+
+/// `tgkill(tgid, tid, sig)`.
+pub fn tgkill(tgid: i32, tid: Tid, sig: i32) -> Result<(), Errno> {
+    // SAFETY: plain syscall with integer arguments.
+    let r = unsafe { libc::syscall(libc::SYS_tgkill, tgid, tid.0, sig) };
+    check(r).map(drop)
+}
+
+/// `kill(pid, sig)`.
+pub fn kill(pid: i32, sig: i32) -> Result<(), Errno> {
+    // SAFETY: plain syscall with integer arguments.
+    let r = unsafe { libc::kill(pid, sig) };
+    check(r as libc::c_long).map(drop)
+}
+
+/// A breakpoint event with `sigtrap` on one thread, opened by the tracer.
+///
+/// `perf_event_attr` (136 bytes, `PERF_ATTR_SIZE_VER8`): `type` 0, `size` 4, `sample_period`
+/// 16, flag bits at 40 (`exclude_kernel` 5, `exclude_hv` 6, `remove_on_exec` 36, `sigtrap` 37),
+/// `bp_type` 52, `bp_addr` 56, `bp_len` 64, `sig_data` 120.
+pub fn open_sigtrap_breakpoint(
+    tid: Tid,
+    addr: u64,
+    len_bytes: u64,
+    bp_type: u32,
+    sig_data: u64,
+) -> Result<OwnedFd, Errno> {
+    let mut attr = [0u8; 136];
+    let mut put = |off: usize, bytes: &[u8]| attr[off..off + bytes.len()].copy_from_slice(bytes);
+    put(0, &5u32.to_ne_bytes()); // PERF_TYPE_BREAKPOINT
+    put(4, &136u32.to_ne_bytes());
+    put(16, &1u64.to_ne_bytes()); // sample_period = 1: every hit overflows
+    let flags: u64 = (1 << 5) | (1 << 6) | (1 << 36) | (1 << 37);
+    put(40, &flags.to_ne_bytes());
+    put(52, &bp_type.to_ne_bytes());
+    put(56, &addr.to_ne_bytes());
+    put(64, &len_bytes.to_ne_bytes());
+    put(120, &sig_data.to_ne_bytes());
+    // SAFETY: `attr` is a complete perf_event_attr of the size it declares and outlives the
+    // call; the returned fd is fresh and owned by nobody else.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            attr.as_ptr(),
+            tid.0,
+            -1i32,
+            -1i32,
+            PERF_FLAG_FD_CLOEXEC,
+        )
+    };
+    let fd = check(fd)?;
+    // SAFETY: perf_event_open returned a new descriptor that only we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// A program ready to be started stopped: everything allocated before `fork`.
+#[derive(Debug)]
+pub struct Prepared {
+    path: CString,
+    argv: Vec<CString>,
+    env: Vec<CString>,
+}
+
+impl Prepared {
+    /// `path` must already be resolved (no `PATH` search after `fork`).
+    pub fn new(path: &str, args: &[String], env: &[(String, String)]) -> Option<Prepared> {
+        let c = |s: &str| CString::new(s).ok();
+        let mut argv = vec![c(path)?];
+        for a in args {
+            argv.push(c(a)?);
+        }
+        let mut envs = Vec::new();
+        for (k, v) in env {
+            envs.push(c(&format!("{k}={v}"))?);
+        }
+        Some(Prepared {
+            path: c(path)?,
+            argv,
+            env: envs,
+        })
+    }
+}
+
+/// `fork`; the child stops itself with SIGSTOP, then `execve`s. Returns the child's id once it
+/// is stopped (`waitpid(WUNTRACED)`), ready to be seized.
+pub fn fork_stopped(p: &Prepared) -> Result<Tid, Errno> {
+    let mut argv: Vec<*const libc::c_char> = p.argv.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = p.env.iter().map(|a| a.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    // SAFETY: after fork the child only calls async-signal-safe functions (raise, execve,
+    // _exit) on memory prepared before the fork.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: see above; the pointers stay valid in the child's copy of the memory.
+        unsafe {
+            libc::raise(libc::SIGSTOP);
+            libc::execve(p.path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            libc::_exit(127);
+        }
+    }
+    if pid < 0 {
+        return Err(Errno::last());
+    }
+    let mut status = 0;
+    // SAFETY: `status` is a writable int; we wait for our own child.
+    let r = unsafe { libc::waitpid(pid, &mut status, libc::WUNTRACED) };
+    if r != pid || !libc::WIFSTOPPED(status) {
+        return Err(Errno(libc::ECHILD));
+    }
+    Ok(Tid(pid))
+}
+
+/// Signals a tracer turns into an orderly shutdown.
+pub const SHUTDOWN_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+fn sigset(signals: &[i32]) -> libc::sigset_t {
+    let mut set = MaybeUninit::<libc::sigset_t>::zeroed();
+    // SAFETY: sigemptyset/sigaddset initialise and edit the set we own.
+    unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        for &s in signals {
+            libc::sigaddset(set.as_mut_ptr(), s);
+        }
+        set.assume_init()
+    }
+}
+
+/// Blocks `signals` in the calling thread; returns the previous mask.
+pub fn block_signals(signals: &[i32]) -> Result<libc::sigset_t, Errno> {
+    let set = sigset(signals);
+    let mut old = MaybeUninit::<libc::sigset_t>::zeroed();
+    // SAFETY: both sets are valid; pthread_sigmask only edits this thread's mask.
+    let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, old.as_mut_ptr()) };
+    if r != 0 {
+        return Err(Errno(r));
+    }
+    // SAFETY: written by pthread_sigmask.
+    Ok(unsafe { old.assume_init() })
+}
+
+/// Restores a mask returned by [`block_signals`].
+pub fn restore_signals(old: &libc::sigset_t) {
+    // SAFETY: `old` is a valid set obtained from pthread_sigmask.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
+}
+
+/// `sigwaitinfo` on `signals` (which must be blocked): the signal number taken.
+pub fn wait_signal(signals: &[i32]) -> Result<i32, Errno> {
+    let set = sigset(signals);
+    // SAFETY: `set` is valid; a null info pointer is allowed.
+    let r = unsafe { libc::sigwaitinfo(&set, std::ptr::null_mut()) };
+    check(r as libc::c_long).map(|s| s as i32)
+}
+
+/// Whether `sig` is blocked in the calling thread.
+pub fn signal_blocked(sig: i32) -> bool {
+    let mut old = MaybeUninit::<libc::sigset_t>::zeroed();
+    // SAFETY: a null `set` only queries the mask into `old`.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), old.as_mut_ptr());
+        libc::sigismember(old.as_ptr(), sig) == 1
+    }
+}
