@@ -17,6 +17,8 @@ use hwbp_core::{BpAttr, Spec};
 
 use crate::attr::{read_format, Flag, PerfEventAttr};
 use crate::error::{At, Error, ErrorCtx, Holders, Op};
+pub use crate::seize::{Arming, LiveReason};
+use crate::seize::{Outcome, Seized};
 use crate::sys::{Cpu, Errno, Ioctl, Pid, RealSys, Scope, Sys, Tid};
 use crate::target::{self, Target};
 
@@ -40,23 +42,33 @@ pub struct Sampling {
 }
 
 /// How the threads of a process target are armed.
+///
+/// Existing threads need one event each (`inherit` covers only threads created later), so
+/// threads created *while* arming race with it. [`Watch::arming`] says what was done.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum ProcessArming {
+    /// Hold every thread of another process in a ptrace stop while arming (`PTRACE_SEIZE` +
+    /// `PTRACE_INTERRUPT`, then `PTRACE_DETACH`; see [`crate::seize`]): every thread —
+    /// existing, created during arming, created later — is covered exactly once, and job
+    /// control sees nothing (no SIGCHLD, no stopped state for the parent or the shell). The
+    /// calling process cannot hold itself: it is armed live ([`LiveReason::CallingProcess`]).
+    /// When a thread is traced by someone else or ptrace is refused, hwbp arms live and says
+    /// so ([`Arming::Live`] with [`LiveReason::Traced`] / [`LiveReason::NotPermitted`]).
+    #[default]
+    Seize,
     /// Arm while the process runs, re-listing `/proc/PID/task` until no new thread appears.
     /// Races with threads created during arming (a window of milliseconds): one created by an
     /// already-armed thread inherits the watch and is then armed again when listed (its hits
     /// count twice); one created by a not-yet-armed thread and exited before the next listing
     /// is never seen (its hits are not counted). Threads that exist before arming, and all
     /// threads created after it, are covered exactly once.
-    #[default]
     Live,
     /// Stop another process (SIGSTOP) while its threads are listed and armed, then resume it
-    /// (SIGCONT; a process that was already stopped stays stopped): no thread can appear
-    /// meanwhile, so every thread is covered exactly once. Costs a visible job-control stop:
-    /// the parent gets SIGCHLD, and a shell whose foreground job this is reports it stopped
-    /// and takes the terminal back. If a thread does not stop within ~1 s, arming fails with
-    /// [`Error::FreezeFailed`] (no silent fallback). The calling process cannot stop itself:
-    /// it is always armed live ([`Watch::armed_live`] says so).
+    /// (SIGCONT; a process that was already stopped stays stopped): exact like
+    /// [`ProcessArming::Seize`], but a visible job-control stop: the parent gets SIGCHLD, and
+    /// a shell whose foreground job this is reports it stopped and takes the terminal back.
+    /// If a thread does not stop within ~1 s, arming fails with [`Error::FreezeFailed`] (no
+    /// silent fallback). The calling process is armed live.
     Freeze,
 }
 
@@ -125,7 +137,7 @@ pub struct Watch {
     spec: Spec,
     pieces: Vec<Chunk>,
     template: PerfEventAttr,
-    process_arming: ProcessArming,
+    arming: Arming,
     enabled: bool,
     events: Vec<Event>,
     /// Counts of events closed by modify/refresh.
@@ -158,7 +170,7 @@ impl Watch {
             spec,
             pieces,
             template,
-            process_arming: opts.process_arming,
+            arming: Arming::NotProcess,
             enabled: !opts.disabled,
             events: Vec::new(),
             retired: 0,
@@ -170,7 +182,9 @@ impl Watch {
                 w.open_on(Scope::Thread(t), &all, &mut fresh)?;
                 w.events = fresh;
             }
-            Target::Process(p) => w.events = w.open_on_process(p, &all)?,
+            Target::Process(p) => {
+                (w.events, w.arming) = w.open_on_process(p, &all, opts.process_arming)?;
+            }
             Target::Cpu(c) => {
                 if !target::online_cpus()?.contains(&c) {
                     return Err(Error::NoSuchCpu { cpu: c });
@@ -205,13 +219,17 @@ impl Watch {
         &self.pieces
     }
 
+    /// How the threads of a process target were armed: [`Arming::Seized`] (exact, the
+    /// default for other processes), [`Arming::Stopped`], or [`Arming::Live`] with the reason
+    /// (asked for, the calling process, traced by someone else, ptrace refused).
+    pub fn arming(&self) -> Arming {
+        self.arming
+    }
+
     /// Whether a process target was armed live, i.e. with the races of
-    /// [`ProcessArming::Live`] (asked for, or the target is the calling process).
+    /// [`ProcessArming::Live`] ([`Watch::arming`] says why).
     pub fn armed_live(&self) -> bool {
-        match self.target {
-            Target::Process(p) => self.process_arming == ProcessArming::Live || p == Pid::current(),
-            _ => false,
-        }
+        self.arming.is_live()
     }
 
     /// Whether the watch counts (see [`Watch::enable`]).
@@ -317,7 +335,10 @@ impl Watch {
         let mut fresh = Vec::new();
         if !extra.is_empty() {
             let opened = match self.target {
-                Target::Process(p) => self.open_on_process(p, &extra).map(|v| fresh = v),
+                Target::Process(p) => {
+                    let how = self.process_arming();
+                    self.open_on_process(p, &extra, how).map(|(v, _)| fresh = v)
+                }
                 _ => {
                     let scopes: BTreeSet<Scope> = self.events.iter().map(|e| e.scope).collect();
                     scopes
@@ -518,19 +539,48 @@ impl Watch {
         Ok(())
     }
 
+    /// How a later operation (a modify adding pieces) arms the process again: as it was armed.
+    fn process_arming(&self) -> ProcessArming {
+        match self.arming {
+            Arming::Stopped => ProcessArming::Freeze,
+            Arming::Live(LiveReason::Requested) => ProcessArming::Live,
+            _ => ProcessArming::Seize,
+        }
+    }
+
     /// Opens `pieces` on every thread of `pid`, re-listing `/proc/PID/task` until a listing
-    /// shows no thread that has not been armed.
+    /// shows no thread that has not been armed; returns the events and how it armed.
     ///
     /// Each event has `inherit`, so a thread created after its creator was armed inherits the
-    /// watch. With [`ProcessArming::Freeze`] (another process) no thread runs while arming, so
-    /// the listing is complete and nothing is inherited meanwhile: every thread is covered
-    /// exactly once. Live arming (this process, or a process that could not be frozen) races
-    /// with threads created meanwhile — see [`ProcessArming::Live`]. Threads that exit between
-    /// listing and arming (`ESRCH`) are skipped.
-    fn open_on_process(&self, pid: Pid, pieces: &[u32]) -> Result<Vec<Event>, Error> {
-        let _frozen = match self.process_arming {
-            ProcessArming::Freeze if pid != Pid::current() => Some(target::Freeze::stop(pid)?),
-            _ => None,
+    /// watch. Held still ([`ProcessArming::Seize`] or [`ProcessArming::Freeze`], another
+    /// process) no thread runs while arming, so the listing is complete and nothing is
+    /// inherited meanwhile: every thread is covered exactly once. Live arming (this process,
+    /// or a process that could not be held) races with threads created meanwhile — see
+    /// [`ProcessArming::Live`]. Threads that exit between listing and arming (`ESRCH`) are
+    /// skipped.
+    fn open_on_process(
+        &self,
+        pid: Pid,
+        pieces: &[u32],
+        how: ProcessArming,
+    ) -> Result<(Vec<Event>, Arming), Error> {
+        // Declared before the events: dropped (threads released) after they are all open.
+        let mut _stopped = None;
+        let mut _seized = None;
+        let arming = match how {
+            _ if pid == Pid::current() => Arming::Live(LiveReason::CallingProcess),
+            ProcessArming::Live => Arming::Live(LiveReason::Requested),
+            ProcessArming::Freeze => {
+                _stopped = Some(target::Freeze::stop(pid)?);
+                Arming::Stopped
+            }
+            ProcessArming::Seize => match Seized::freeze(pid)? {
+                Outcome::Held(s) => {
+                    _seized = Some(s);
+                    Arming::Seized
+                }
+                Outcome::Live(why) => Arming::Live(why),
+            },
         };
         let mut done: BTreeSet<Tid> = BTreeSet::new();
         let mut out = Vec::new();
@@ -546,7 +596,7 @@ impl Watch {
             let tids = target::list_threads(pid)?;
             let new: Vec<Tid> = tids.difference(&done).copied().collect();
             if new.is_empty() {
-                return Ok(out);
+                return Ok((out, arming));
             }
             for tid in new {
                 done.insert(tid);

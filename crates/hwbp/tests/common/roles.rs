@@ -22,6 +22,7 @@ pub fn run_if_requested() {
         "threads" => threads(num(1), num(2), num(3)),
         "holder" => holder(num(1), num(2)),
         "churn" => churn(num(1)),
+        "exiters" => exiters(num(1), num(2)),
         other => panic!("unknown child role {other}"),
     }
 }
@@ -83,36 +84,82 @@ fn holder(threads: u64, pieces: u64) {
     drop(w);
 }
 
-/// A spawner thread creates threads (each waits for `go`) until the parent says `stop` — so
-/// threads appear while the parent arms the process. Then every thread writes `n` times.
+/// A spawner thread creates threads (each waits for `go`) as fast as it can, from before
+/// `ready` until the parent says `stop` (at most 400) — so threads appear while the parent
+/// arms the process. Then every thread writes `n` times.
 fn churn(n: u64) {
     use std::sync::atomic::AtomicBool;
+    use std::sync::{Condvar, Mutex};
     let stop = Arc::new(AtomicBool::new(false));
-    let go = Arc::new(AtomicBool::new(false));
+    let go = Arc::new((Mutex::new(false), Condvar::new()));
     let (stop2, go2) = (Arc::clone(&stop), Arc::clone(&go));
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
     let spawner = std::thread::spawn(move || {
         let mut kids = Vec::new();
         while !stop2.load(Ordering::Acquire) && kids.len() < 400 {
             let go = Arc::clone(&go2);
             kids.push(std::thread::spawn(move || {
-                while !go.load(Ordering::Acquire) {
-                    std::thread::sleep(std::time::Duration::from_micros(200));
+                let (flag, cv) = &*go;
+                let mut on = flag.lock().expect("go lock");
+                while !*on {
+                    on = cv.wait(on).expect("go wait");
                 }
+                drop(on);
                 write_n(n);
             }));
-            std::thread::sleep(std::time::Duration::from_micros(100));
+            if kids.len() == 10 {
+                started_tx.send(()).expect("started");
+            }
+            std::thread::yield_now();
         }
         kids
     });
+    started_rx.recv().expect("spawner started");
     tell("ready", &format!("{:#x}", WORD.as_ptr() as u64));
     assert_eq!(hear(), "stop");
     stop.store(true, Ordering::Release);
     let kids = spawner.join().expect("spawner");
     tell("created", &kids.len().to_string());
     assert_eq!(hear(), "go");
-    go.store(true, Ordering::Release);
+    *go.0.lock().expect("go lock") = true;
+    go.1.notify_all();
     for k in kids {
         k.join().expect("kid");
+    }
+    tell("done", "");
+    assert_eq!(hear(), "exit");
+}
+
+/// `writers` threads wait for `go` while another thread keeps creating threads that exit at
+/// once (so threads vanish while the parent arms); after `go` the writers and the role's own
+/// thread write `n` times each.
+fn exiters(writers: u64, n: u64) {
+    use std::sync::atomic::AtomicBool;
+    let stop = Arc::new(AtomicBool::new(false));
+    let barrier = Arc::new(Barrier::new(writers as usize + 1));
+    let early: Vec<_> = (0..writers)
+        .map(|_| {
+            let b = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                b.wait();
+                write_n(n);
+            })
+        })
+        .collect();
+    let stop2 = Arc::clone(&stop);
+    let churner = std::thread::spawn(move || {
+        while !stop2.load(Ordering::Acquire) {
+            std::thread::spawn(|| {}).join().expect("short-lived");
+        }
+    });
+    tell("ready", &format!("{:#x}", WORD.as_ptr() as u64));
+    assert_eq!(hear(), "go");
+    stop.store(true, Ordering::Release);
+    churner.join().expect("churner");
+    barrier.wait();
+    write_n(n);
+    for t in early {
+        t.join().expect("writer");
     }
     tell("done", "");
     assert_eq!(hear(), "exit");
