@@ -22,6 +22,8 @@ use crate::seize::{Outcome, Seized};
 use crate::sys::{Cpu, Errno, Ioctl, Pid, RealSys, Scope, Sys, Tid};
 use crate::target::{self, Target};
 
+mod refresh;
+
 /// Sampling fields for stream delivery (copied into every event of the watch).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Sampling {
@@ -111,9 +113,10 @@ pub struct EventRef<'a> {
     pub piece: u32,
 }
 
-/// How [`Watch::refresh_with`] tells a live CPU-bound event from a dead one.
+/// How [`Watch::refresh`] and [`Watch::refresh_polled`] tell a live CPU-bound event from a
+/// dead one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Liveness {
+pub(crate) enum Liveness {
     /// Read `time_enabled`, wait up to ~11 ms for it to move.
     Wait,
     /// Compare with the value at the previous poll.
@@ -183,7 +186,7 @@ impl Watch {
                 w.events = fresh;
             }
             Target::Process(p) => {
-                (w.events, w.arming) = w.open_on_process(p, &all, opts.process_arming)?;
+                (w.events, w.arming) = w.open_on_process(p, &all, opts.process_arming, None)?;
             }
             Target::Cpu(c) => {
                 if !target::online_cpus()?.contains(&c) {
@@ -337,7 +340,8 @@ impl Watch {
             let opened = match self.target {
                 Target::Process(p) => {
                     let how = self.process_arming();
-                    self.open_on_process(p, &extra, how).map(|(v, _)| fresh = v)
+                    self.open_on_process(p, &extra, how, None)
+                        .map(|(v, _)| fresh = v)
                 }
                 _ => {
                     let scopes: BTreeSet<Scope> = self.events.iter().map(|e| e.scope).collect();
@@ -395,102 +399,6 @@ impl Watch {
         self.events = kept;
         self.spec = spec;
         Ok(())
-    }
-
-    /// Brings CPU-bound watches up to date with CPU hotplug: a CPU that came (back) online
-    /// gets its events (re)opened, with the old events' counts kept.
-    ///
-    /// Linux removes a CPU's events from the CPU when it goes offline and does not bring them
-    /// back when it returns (measured on 6.18; `perf_event_exit_cpu()`); the dead event still
-    /// holds its slot until closed. A dead event is recognised by its CPU being offline, or
-    /// (while the watch is enabled) by its `time_enabled` no longer advancing over ~11 ms. Task targets
-    /// need nothing: their events follow the thread to whatever CPU it runs on.
-    pub fn refresh(&mut self) -> Result<Refresh, Error> {
-        self.refresh_with(Liveness::Wait)
-    }
-
-    /// [`Watch::refresh`] for periodic callers (the [`crate::HotplugMonitor`]): never sleeps.
-    /// An event is dead if its `time_enabled` did not move since the previous call, so a CPU
-    /// that went offline and came back between two calls is re-armed at the second call
-    /// after it returned.
-    pub fn refresh_polled(&mut self) -> Result<Refresh, Error> {
-        self.refresh_with(Liveness::SinceLastPoll)
-    }
-
-    fn refresh_with(&mut self, how: Liveness) -> Result<Refresh, Error> {
-        let mut report = Refresh::default();
-        let wanted: BTreeSet<Cpu> = match self.target {
-            Target::Cpu(c) => [c].into_iter().collect(),
-            Target::AllCpus => target::possible_cpus()?,
-            _ => return Ok(report),
-        };
-        let online = target::online_cpus()?;
-        let all: Vec<u32> = (0..self.piece_count()).collect();
-        let mut first_err = None;
-        for cpu in wanted {
-            let mine: Vec<usize> = (0..self.events.len())
-                .filter(|&i| self.events[i].scope == Scope::Cpu(cpu))
-                .collect();
-            if !online.contains(&cpu) {
-                if !mine.is_empty() || matches!(self.target, Target::Cpu(_)) {
-                    report.offline.push(cpu);
-                }
-                continue;
-            }
-            let alive = !mine.is_empty() && self.cpu_events_alive(mine[0], how)?;
-            if alive {
-                continue;
-            }
-            // Retire the dead events (count kept), free their slots, open afresh.
-            for &i in mine.iter().rev() {
-                let e = self.events.remove(i);
-                self.retired = self
-                    .retired
-                    .saturating_add(self.read_event(&e).map_or(0, |r| r.0));
-            }
-            let mut fresh = Vec::new();
-            match self.open_on(Scope::Cpu(cpu), &all, &mut fresh) {
-                Ok(()) => {
-                    self.events.extend(fresh);
-                    report.reopened.push(cpu);
-                }
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                }
-            }
-        }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(report),
-        }
-    }
-
-    /// Whether the events on one online CPU still count, judged by the first of them (the
-    /// kernel drops all of a CPU's events together). Only checkable while enabled:
-    /// `time_enabled` advances (in nanoseconds) for a live enabled event and is frozen for one
-    /// the kernel removed at CPU offline — measured on 6.18, where even
-    /// `PERF_EVENT_IOC_ENABLE` does not revive it.
-    fn cpu_events_alive(&mut self, i: usize, how: Liveness) -> Result<bool, Error> {
-        if !self.enabled {
-            self.events[i].polled_enabled_ns = None;
-            return Ok(true);
-        }
-        let first = self.read_event(&self.events[i])?.1;
-        match how {
-            Liveness::SinceLastPoll => {
-                let last = self.events[i].polled_enabled_ns.replace(first);
-                Ok(last != Some(first))
-            }
-            Liveness::Wait => {
-                for wait_us in [100, 1_000, 10_000] {
-                    std::thread::sleep(std::time::Duration::from_micros(wait_us));
-                    if self.read_event(&self.events[i])?.1 != first {
-                        return Ok(true);
-                    }
-                }
-                Ok(false)
-            }
-        }
     }
 
     fn piece_count(&self) -> u32 {
@@ -558,11 +466,14 @@ impl Watch {
     /// or a process that could not be held) races with threads created meanwhile — see
     /// [`ProcessArming::Live`]. Threads that exit between listing and arming (`ESRCH`) are
     /// skipped.
+    ///
+    /// `only_cpu` (sampling watches): open for that CPU only (a CPU that came online).
     fn open_on_process(
         &self,
         pid: Pid,
         pieces: &[u32],
         how: ProcessArming,
+        only_cpu: Option<Cpu>,
     ) -> Result<(Vec<Event>, Arming), Error> {
         // Declared before the events: dropped (threads released) after they are all open.
         let mut _stopped = None;
@@ -587,10 +498,10 @@ impl Watch {
         // Stream delivery mmaps the events, and the kernel refuses mmap of an inherited
         // per-task event (`perf_mmap()`: `cpu == -1 && inherit` -> EINVAL), so sampling process
         // watches open each thread once per online CPU (rings are then per CPU).
-        let per_cpu = if self.template.sample_type != 0 {
-            Some(target::online_cpus()?)
-        } else {
-            None
+        let per_cpu = match (self.template.sample_type != 0, only_cpu) {
+            (false, _) => None,
+            (true, Some(c)) => Some([c].into_iter().collect()),
+            (true, None) => Some(target::online_cpus()?),
         };
         loop {
             let tids = target::list_threads(pid)?;

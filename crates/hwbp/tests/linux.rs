@@ -711,6 +711,8 @@ fn caps_report_matches_this_machine_and_the_core_rules() {
     }
 }
 
+#[path = "linux/hotplug.rs"]
+mod hotplug;
 #[path = "linux/ptrace.rs"]
 mod ptrace;
 #[path = "linux/stream.rs"]
