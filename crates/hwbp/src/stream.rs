@@ -31,8 +31,9 @@ use std::time::Duration;
 
 use hwbp_core::Spec;
 
+use crate::attr::sample;
 use crate::error::{At, Error, ErrorCtx, Op};
-use crate::ring::record::{sample_bits, Record, Sample, SampleFormat};
+use crate::ring::record::{Record, Sample, SampleFormat};
 use crate::ring::{MemRing, PerfRing, RingMemory, RingReader, RingStats};
 use crate::sys::{Ioctl, RealSys, Scope, Sys};
 use crate::target::Target;
@@ -150,7 +151,7 @@ fn same_ring(a: Scope, b: Scope) -> bool {
 impl Stream {
     /// The `sample_type` a stream opens its events with.
     pub fn sample_format(opts: &StreamOptions) -> SampleFormat {
-        use sample_bits as b;
+        use sample as b;
         let mut t = b::IDENTIFIER | b::IP | b::TID | b::TIME | b::ADDR | b::CPU | b::STREAM_ID;
         if opts.callchain {
             t |= b::CALLCHAIN;

@@ -19,10 +19,10 @@ pub fn run_if_requested() {
     let parts: Vec<&str> = role.split(':').collect();
     let num = |i: usize| -> u64 { parts[i].parse().expect("role argument") };
     match parts[0] {
-        "threads" => threads(num(1), num(2), num(3)),
+        "threads" => threads(num(1), num(2), num(3), false),
         "holder" => holder(num(1), num(2)),
         "churn" => churn(num(1)),
-        "exiters" => exiters(num(1), num(2)),
+        "exiters" => threads(num(1), 0, num(2), true),
         other => panic!("unknown child role {other}"),
     }
 }
@@ -35,7 +35,19 @@ fn write_n(n: u64) {
 
 /// `before` threads exist (blocked) when the parent arms; after `go`, they, the role's own
 /// thread and `after` new threads each write `n` times to WORD; all join; then `done`.
-fn threads(before: u64, after: u64, n: u64) {
+/// `exiting`: until `go`, another thread keeps creating threads that exit at once (so threads
+/// vanish while the parent arms; they never write).
+fn threads(before: u64, after: u64, n: u64, exiting: bool) {
+    use std::sync::atomic::AtomicBool;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = Arc::clone(&stop);
+    let churner = exiting.then(|| {
+        std::thread::spawn(move || {
+            while !stop2.load(Ordering::Acquire) {
+                std::thread::spawn(|| {}).join().expect("short-lived");
+            }
+        })
+    });
     let barrier = Arc::new(Barrier::new(before as usize + 1));
     let early: Vec<_> = (0..before)
         .map(|_| {
@@ -48,6 +60,10 @@ fn threads(before: u64, after: u64, n: u64) {
         .collect();
     tell("ready", &format!("{:#x}", WORD.as_ptr() as u64));
     assert_eq!(hear(), "go");
+    stop.store(true, Ordering::Release);
+    if let Some(c) = churner {
+        c.join().expect("churner");
+    }
     barrier.wait();
     write_n(n);
     let late: Vec<_> = (0..after)
@@ -125,41 +141,6 @@ fn churn(n: u64) {
     go.1.notify_all();
     for k in kids {
         k.join().expect("kid");
-    }
-    tell("done", "");
-    assert_eq!(hear(), "exit");
-}
-
-/// `writers` threads wait for `go` while another thread keeps creating threads that exit at
-/// once (so threads vanish while the parent arms); after `go` the writers and the role's own
-/// thread write `n` times each.
-fn exiters(writers: u64, n: u64) {
-    use std::sync::atomic::AtomicBool;
-    let stop = Arc::new(AtomicBool::new(false));
-    let barrier = Arc::new(Barrier::new(writers as usize + 1));
-    let early: Vec<_> = (0..writers)
-        .map(|_| {
-            let b = Arc::clone(&barrier);
-            std::thread::spawn(move || {
-                b.wait();
-                write_n(n);
-            })
-        })
-        .collect();
-    let stop2 = Arc::clone(&stop);
-    let churner = std::thread::spawn(move || {
-        while !stop2.load(Ordering::Acquire) {
-            std::thread::spawn(|| {}).join().expect("short-lived");
-        }
-    });
-    tell("ready", &format!("{:#x}", WORD.as_ptr() as u64));
-    assert_eq!(hear(), "go");
-    stop.store(true, Ordering::Release);
-    churner.join().expect("churner");
-    barrier.wait();
-    write_n(n);
-    for t in early {
-        t.join().expect("writer");
     }
     tell("done", "");
     assert_eq!(hear(), "exit");
