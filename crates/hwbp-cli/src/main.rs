@@ -15,11 +15,21 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod arches;
+mod caps;
+mod demo;
 mod demo_target;
+mod hit;
 mod messages;
 mod plan;
 mod regs;
+mod report;
+mod run;
+mod sampler;
+mod session;
 mod sim;
+mod stat;
+mod status;
+mod trace;
 
 /// hwbp: hardware breakpoints and watchpoints, planned and programmed as Linux does.
 #[derive(Debug, Parser)]
@@ -33,6 +43,16 @@ struct Cli {
 enum Command {
     /// Plan watches into one thread's debug registers and print the register values.
     Plan(plan::Args),
+    /// Start a program with watches armed before its first instruction; print every access.
+    Run(run::RunArgs),
+    /// Watch memory in a running process until Ctrl-C, --duration or its exit.
+    Attach(run::AttachArgs),
+    /// Count accesses only, like `perf stat`: one line per watch (or per thread).
+    Stat(stat::Args),
+    /// Report what this machine allows, with a self-test.
+    Caps(caps::Args),
+    /// Watch a demo program's account balance and find the write that corrupts it.
+    Demo(demo::Args),
     /// Run scenario files on the simulated multi-CPU machine and check their expectations.
     Sim(sim::Args),
 }
@@ -62,11 +82,18 @@ where
         Err(e) => return messages::clap_error(&e),
     };
     let result = match cli.command {
-        Command::Plan(args) => plan::run(args).and_then(|text| messages::output(&text)),
-        Command::Sim(args) => sim::run(args),
+        Command::Plan(args) => plan::run(args)
+            .and_then(|text| messages::output(&text))
+            .map(|()| messages::Status::Success.into()),
+        Command::Run(args) => run::run(args),
+        Command::Attach(args) => run::attach(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Stat(args) => stat::run(args),
+        Command::Caps(args) => caps::run(args),
+        Command::Sim(args) => sim::run(args).map(|()| messages::Status::Success.into()),
     };
     match result {
-        Ok(()) => messages::Status::Success.into(),
+        Ok(code) => code,
         Err(failure) => messages::failure(&failure),
     }
 }

@@ -62,6 +62,16 @@ pub fn output(text: &str) -> Result<(), Failure> {
     }
 }
 
+/// A diagnostic line on stderr: `hwbp: <text>`.
+pub fn note(text: &str) {
+    eprintln!("hwbp: {text}");
+}
+
+/// Text on stderr as is (`hwbp stat`'s report, which goes where `perf stat`'s does).
+pub fn stderr(text: &str) {
+    eprint!("{text}");
+}
+
 /// Prints `hwbp: <error chain>` and returns the failure's status.
 pub fn failure(f: &Failure) -> ExitCode {
     eprintln!("hwbp: {:#}", f.error);
@@ -87,6 +97,82 @@ pub fn clap_error(e: &clap::Error) -> ExitCode {
             let text = text.strip_prefix("error: ").unwrap_or(&text);
             eprint!("hwbp: {text}");
             Status::Refused.into()
+        }
+    }
+}
+
+/// The stream of hits on stdout (buffered; a closed stdout stops output quietly) and the
+/// live status line on stderr.
+pub struct Out {
+    stdout: io::BufWriter<Box<dyn Write>>,
+    closed: bool,
+    stderr_tty: bool,
+}
+
+impl Out {
+    /// Hits to stdout, status to stderr.
+    pub fn new() -> Out {
+        Out::with_sink(Box::new(io::stdout()))
+    }
+
+    /// Hits to `path` (`-o FILE`) or stdout, status to stderr.
+    pub fn to(path: Option<&std::path::Path>) -> Result<Out, Failure> {
+        match path {
+            None => Ok(Out::new()),
+            Some(p) => std::fs::File::create(p)
+                .map(|f| Out::with_sink(Box::new(f)))
+                .map_err(|e| {
+                    Failure::refused(
+                        anyhow::Error::new(e).context(format!("creating --output {}", p.display())),
+                    )
+                }),
+        }
+    }
+
+    fn with_sink(sink: Box<dyn Write>) -> Out {
+        use std::io::IsTerminal;
+        Out {
+            stdout: io::BufWriter::with_capacity(1 << 16, sink),
+            closed: false,
+            stderr_tty: io::stderr().is_terminal(),
+        }
+    }
+
+    /// Whether stderr is a terminal (the status line is drawn only then).
+    pub fn stderr_is_terminal(&self) -> bool {
+        self.stderr_tty
+    }
+
+    /// Writes one hit record (or any stdout text).
+    pub fn hit(&mut self, text: &str) {
+        if !self.closed && self.stdout.write_all(text.as_bytes()).is_err() {
+            self.closed = true;
+        }
+    }
+
+    /// Erases the status line, then writes `text`.
+    pub fn hit_with_status(&mut self, status: &mut crate::status::StatusLine, text: &str) {
+        let clear = status.clear();
+        if !clear.is_empty() {
+            self.flush();
+            self.status(clear);
+        }
+        self.hit(text);
+    }
+
+    /// Draws (or erases) the status line on stderr.
+    pub fn status(&mut self, text: &str) {
+        if !text.is_empty() {
+            self.flush();
+            let mut e = io::stderr().lock();
+            let _ = e.write_all(text.as_bytes()).and_then(|()| e.flush());
+        }
+    }
+
+    /// Flushes stdout.
+    pub fn flush(&mut self) {
+        if !self.closed && self.stdout.flush().is_err() {
+            self.closed = true;
         }
     }
 }

@@ -678,3 +678,12 @@ mod sim {
         assert!(stderr.starts_with(&format!("hwbp: {path}:2: ")), "{stderr}");
     }
 }
+
+#[path = "cli/errors.rs"]
+mod errors;
+#[path = "cli/hw.rs"]
+mod hw;
+#[path = "cli/stat_caps.rs"]
+mod stat_caps;
+#[path = "cli/watch.rs"]
+mod watch;

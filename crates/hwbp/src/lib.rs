@@ -25,6 +25,7 @@ pub mod caps;
 pub mod error;
 pub mod fake;
 pub mod hotplug;
+pub mod launch;
 pub mod ptrace;
 pub mod ring;
 pub mod seize;

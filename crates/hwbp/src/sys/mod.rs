@@ -18,6 +18,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use crate::attr::PerfEventAttr;
 
 pub mod clock;
+pub mod launch;
 pub mod mmap;
 pub mod ptrace;
 pub mod signal;

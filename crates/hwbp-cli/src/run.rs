@@ -1,0 +1,301 @@
+//! `hwbp run` and `hwbp attach`: watch memory in a program started here or already running,
+//! print every access, and the summary of accessing sites at the end.
+//!
+//! Not for: counting only (`hwbp stat`) or stopping the program at a hit (stop mode).
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use hwbp::launch::{self, ExitStatus};
+use hwbp::symbols::maps::AddressSpace;
+use hwbp::symbols::resolve::Resolver;
+use hwbp::symbols::symbolize::Symbolizer;
+use hwbp::sys::Pid;
+use hwbp_core::arch::{NativeArch, ParseCtx};
+use hwbp_core::{RegFile, Spec};
+
+use crate::hit::FilterSpec;
+use crate::messages::{Failure, Out};
+use crate::report::{self, WatchInfo};
+use crate::sampler::{Sampler, SamplerOptions};
+use crate::session::{self, Memory, Options, Until};
+
+/// The watches, shared by `run`, `attach` and `stat`.
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    /// What to watch (repeat for several): NAME (a global or static), NAME+OFF/LEN,
+    /// NAME.field.sub, NAME[i], a Rust static by path (demo_target::BALANCE), lib.so:NAME,
+    /// 0xADDR/LEN or mem:ADDR[/LEN][:ACCESS]; suffix :w (writes, default), :rw, :r, :x
+    #[arg(short = 'w', long = "watch", value_name = "SPEC", required = true)]
+    pub watch: Vec<String>,
+}
+
+/// How hits are reported, shared by `run` and `attach`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// One JSON object per line (schema hwbp.hit/1, see docs/JSON.md) instead of text
+    #[arg(long)]
+    pub json: bool,
+    /// Report only hits that changed the watched value (gdb's `watch`); the value is read
+    /// right after the hit is sampled, not at the access itself
+    #[arg(long)]
+    pub changed: bool,
+    /// Stop watching after N reported hits (the program runs on)
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+    /// Report only hits by this thread (repeatable)
+    #[arg(long, value_name = "TID")]
+    pub tid: Vec<u32>,
+    /// Add the call stack of each hit (user callchain; needs frame pointers)
+    #[arg(long)]
+    pub backtrace: bool,
+    /// Write the hits as a Chrome/Perfetto trace (one track per thread) to FILE
+    #[arg(long, value_name = "FILE")]
+    pub trace_out: Option<std::path::PathBuf>,
+    /// No line per hit; only the summary
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Write hits and the summary to FILE instead of stdout
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+}
+
+impl ReportArgs {
+    fn options(&self, duration: Option<Duration>) -> Options {
+        Options {
+            filter: FilterSpec {
+                tids: self.tid.iter().copied().collect(),
+                changed_only: self.changed,
+                limit: self.limit,
+            },
+            json: self.json,
+            backtrace: self.backtrace,
+            trace_out: self.trace_out.clone(),
+            duration,
+            quiet: self.quiet,
+        }
+    }
+}
+
+/// `hwbp run [OPTIONS] --watch SPEC... -- CMD [ARGS]...`
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Each hit line: time since the first hit, thread id and name, access, \
+    watch, the value now in the watched bytes (read right after the hit was sampled, not at \
+    the access), and the accessing instruction as function (file:line). Exit status: CMD's \
+    (128 + N if a signal N killed it); 2 if the watches cannot be set up."
+)]
+pub struct RunArgs {
+    #[command(flatten)]
+    watches: WatchArgs,
+    #[command(flatten)]
+    report: ReportArgs,
+    /// The program to run and its arguments
+    #[arg(last = true, required = true, value_name = "CMD")]
+    cmd: Vec<OsString>,
+}
+
+/// `hwbp attach -p PID [--duration SECS] --watch SPEC...`
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Watches until Ctrl-C, --duration or the process's exit; the process \
+    keeps running undisturbed afterwards. Hit lines as in `hwbp run`."
+)]
+pub struct AttachArgs {
+    /// The process to watch (all its threads, and threads it creates later)
+    #[arg(short, long, value_name = "PID")]
+    pid: i32,
+    /// Stop after SECS seconds
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    #[command(flatten)]
+    watches: WatchArgs,
+    #[command(flatten)]
+    report: ReportArgs,
+}
+
+/// Resolves every SPEC in `pid`'s address space; returns the watches and a symbolizer.
+pub fn resolve(pid: Pid, specs: &[String]) -> Result<(Vec<WatchInfo>, Symbolizer), Failure> {
+    let space = AddressSpace::from_pid(pid.get() as u32).map_err(|e| {
+        Failure::refused(anyhow!("{e}").context(format!("reading the memory map of pid {pid}")))
+    })?;
+    let mut resolver = Resolver::new(space.clone());
+    let mut watches = Vec::new();
+    for text in specs {
+        let r = resolver
+            .resolve_text(text)
+            .map_err(|e| Failure::refused(anyhow!("cannot watch '{text}': {e}")))?;
+        if let Some(note) = &r.note {
+            crate::messages::note(&format!("note: {note}"));
+        }
+        let signed = matches!(
+            r.value_type,
+            Some(hwbp::symbols::dwarf::ValueType::Signed { .. })
+        );
+        watches.push(WatchInfo {
+            label: r.label,
+            spec: r.spec,
+            signed,
+        });
+    }
+    Ok((watches, Symbolizer::new(space)))
+}
+
+/// Arms the watches on every thread of `pid`.
+pub fn arm(pid: Pid, watches: &[WatchInfo], backtrace: bool) -> Result<Sampler, Failure> {
+    check_fit(watches)?;
+    let specs: Vec<Spec> = watches.iter().map(|w| w.spec).collect();
+    let opts = SamplerOptions {
+        callchain: backtrace,
+        ..SamplerOptions::default()
+    };
+    Sampler::arm(pid, &specs, &opts).map_err(|e| {
+        Failure::refused(anyhow!("{e}").context(format!("cannot arm the watches in pid {pid}")))
+    })
+}
+
+/// Plans every watch into one thread's debug registers first, so a set that cannot fit (or
+/// an access the arch refuses) is named before anything is opened.
+pub fn check_fit(watches: &[WatchInfo]) -> Result<(), Failure> {
+    let mut file = RegFile::new(NativeArch::new(), ParseCtx::ROOT_TASK);
+    for w in watches {
+        file.insert(&w.spec).map_err(|e| {
+            Failure::refused(anyhow!("cannot watch '{}' ({}): {e}", w.label, w.spec))
+        })?;
+    }
+    Ok(())
+}
+
+/// Starts CMD stopped at its entry point.
+pub fn start(cmd: &[OsString]) -> Result<launch::Stopped, Failure> {
+    launch::install_stop_handler()
+        .map_err(|e| Failure::failed(anyhow!("installing the SIGINT handler: {e}")))?;
+    launch::spawn_at_entry(&cmd[0], &cmd[1..]).map_err(Failure::refused)
+}
+
+/// The status to exit with for a child's end.
+pub fn exit_code(status: ExitStatus) -> ExitCode {
+    ExitCode::from(u8::try_from(status.shell_code()).unwrap_or(255))
+}
+
+fn print_summary(
+    out: &mut Out,
+    json: bool,
+    summary: &report::Summary,
+    watches: &[WatchInfo],
+    outcome: &session::Outcome,
+    exit: Option<ExitStatus>,
+) {
+    if json {
+        out.hit(&report::summary_json(
+            summary,
+            watches,
+            &outcome.totals,
+            exit.map(ExitStatus::shell_code),
+        ));
+    } else {
+        out.hit(&report::summary_text(summary, watches, &outcome.totals));
+    }
+    out.flush();
+}
+
+/// Runs `hwbp run`.
+pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
+    let stopped = start(&args.cmd)?;
+    let pid = stopped.pid();
+    // Dropping `stopped` on any error below kills the program: nothing is left behind.
+    let (watches, mut symbolizer) = resolve(pid, &args.watches.watch)?;
+    let sampler = arm(pid, &watches, args.report.backtrace)?;
+    let mem = Memory::open(pid);
+    let initial = watches.iter().map(|w| mem.read(w)).collect();
+    let mut out = Out::to(args.report.output.as_deref())?;
+    let mut child = stopped.resume_until_exit().map_err(Failure::failed)?;
+    let opts = args.report.options(None);
+    let (outcome, summary) = session::watch(
+        pid,
+        sampler,
+        &watches,
+        &mut symbolizer,
+        Until::Child(&mut child),
+        initial,
+        &opts,
+        &mut out,
+    )?;
+    // Like `perf record`: a program still running after a SIGINT/SIGTERM gets SIGTERM, and
+    // hwbp exits with the program's status.
+    let status = match outcome.exit {
+        Some(s) => s,
+        None => {
+            if outcome.signal.is_some() {
+                let _ = child.signal(libc::SIGTERM);
+            }
+            child
+                .wait()
+                .map_err(|e| Failure::failed(anyhow!("waiting for the program: {e}")))?
+        }
+    };
+    print_summary(
+        &mut out,
+        opts.json,
+        &summary,
+        &watches,
+        &outcome,
+        Some(status),
+    );
+    Ok(exit_code(status))
+}
+
+/// Checks that `pid` is a live process.
+pub fn live_pid(pid: i32) -> Result<Pid, Failure> {
+    let p = Pid::new(pid).filter(|p| p.get() > 0);
+    match p {
+        Some(p) if std::path::Path::new(&format!("/proc/{p}")).exists() => Ok(p),
+        _ => Err(Failure::refused(anyhow!(
+            "no process {pid}: it has exited or never existed (check with `ps -p {pid}`)"
+        ))),
+    }
+}
+
+/// `--duration SECS` as a duration: a positive, finite number of seconds.
+pub fn duration(secs: Option<f64>) -> Result<Option<Duration>, Failure> {
+    match secs {
+        Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Some(Duration::from_secs_f64(s))),
+        Some(s) => Err(Failure::refused(anyhow!(
+            "--duration {s}: give a positive number of seconds"
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// Runs `hwbp attach`.
+pub fn attach(args: AttachArgs) -> Result<ExitCode, Failure> {
+    let pid = live_pid(args.pid)?;
+    launch::install_stop_handler()
+        .map_err(|e| Failure::failed(anyhow!("installing the SIGINT handler: {e}")))?;
+    let duration = duration(args.duration)?;
+    let (watches, mut symbolizer) = resolve(pid, &args.watches.watch)?;
+    let sampler = arm(pid, &watches, args.report.backtrace)?;
+    let mem = Memory::open(pid);
+    let initial = watches.iter().map(|w| mem.read(w)).collect();
+    let mut out = Out::to(args.report.output.as_deref())?;
+    let opts = args.report.options(duration);
+    crate::messages::note(&format!(
+        "watching {} watch{} in pid {pid}; Ctrl-C to stop",
+        watches.len(),
+        if watches.len() == 1 { "" } else { "es" }
+    ));
+    let (outcome, summary) = session::watch(
+        pid,
+        sampler,
+        &watches,
+        &mut symbolizer,
+        Until::Process(pid),
+        initial,
+        &opts,
+        &mut out,
+    )?;
+    print_summary(&mut out, opts.json, &summary, &watches, &outcome, None);
+    Ok(ExitCode::SUCCESS)
+}
