@@ -36,8 +36,9 @@ pub enum LiveReason {
     Requested,
     /// The target is the calling process: it cannot hold itself still.
     CallingProcess,
-    /// A thread is already traced by another tracer (a debugger, strace, a stop-mode hwbp):
-    /// a thread has one tracer at a time, so it could not be seized.
+    /// A thread is already traced by another tracer (a debugger, strace, a stop-mode hwbp,
+    /// or the calling thread itself, e.g. a launcher holding a child at its entry point): a
+    /// thread has one tracer at a time, so it could not be seized.
     Traced {
         /// The thread.
         tid: Tid,
@@ -120,6 +121,7 @@ impl Seized {
             threads: BTreeMap::new(),
             _not_send: PhantomData,
         };
+        let mut first_round = true;
         loop {
             // Every known thread is stopped here (after the first round): an unknown thread
             // in this listing was created before its creator stopped.
@@ -145,8 +147,10 @@ impl Seized {
                         }
                         match target::tracer_of_thread(pid, tid) {
                             // Created by a thread we hold: attached to us by TRACECLONE, it
-                            // reports its first stop to us.
-                            Some(t) if t == me => {
+                            // reports its first stop to us. In the first listing it can only
+                            // be a thread this thread traced before (a launcher): not ours to
+                            // stop or detach.
+                            Some(t) if t == me && !first_round => {
                                 s.threads.insert(tid, State::Running);
                                 grew = true;
                             }
@@ -162,6 +166,7 @@ impl Seized {
                 }
             }
             s.wait_all_stopped();
+            first_round = false;
             if !grew {
                 return Ok(Outcome::Held(s));
             }

@@ -151,3 +151,37 @@ fn threads_exiting_while_seized_are_skipped() {
         child.finish();
     }
 }
+
+#[test]
+fn target_traced_by_the_calling_thread_is_armed_live_untouched() {
+    let _hw = hw_shared();
+    let mut child = ChildProc::spawn("threads:1:0:10");
+    let addr = parse_hex(&child.expect("ready"));
+    let leader = child.pid().leader();
+    // This thread traces the leader already (as a launcher does): arming must neither wait
+    // for nor detach it.
+    pt::seize(pt::Tid(leader.get()), 0).expect("seize");
+    let w = Watch::new(
+        Target::Process(child.pid()),
+        Spec::user(addr, 8, Access::Write),
+    )
+    .unwrap();
+    assert_eq!(
+        w.arming(),
+        Arming::Live(LiveReason::Traced {
+            tid: leader,
+            tracer: Tid::current()
+        })
+    );
+    // Still ours: stop it and let it go.
+    pt::interrupt(pt::Tid(leader.get())).expect("interrupt");
+    let st = pt::wait(leader.get(), false)
+        .expect("wait")
+        .expect("status");
+    assert!(matches!(st.kind(), pt::WaitKind::Stopped { .. }), "{st:?}");
+    pt::detach(pt::Tid(leader.get()), 0).expect("detach");
+    child.say("go");
+    child.expect("done");
+    assert_eq!(w.count().unwrap(), 2 * 10);
+    child.finish();
+}
