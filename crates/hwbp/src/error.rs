@@ -319,7 +319,8 @@ impl fmt::Display for Error {
                 f,
                 "could not stop process {pid} to arm its threads: thread {tid} stayed in state \
                  {state} for 1 s (D = uninterruptible I/O; a tracer may hold the SIGSTOP); \
-                 retry, or arm live with ProcessArming::Live (threads created while arming may \
+                 retry, arm with ProcessArming::Seize (the default: ptrace, no job-control \
+                 stop), or arm live with ProcessArming::Live (threads created while arming may \
                  count twice or not at all)"
             ),
             Error::PrivilegeChange => f.write_str(

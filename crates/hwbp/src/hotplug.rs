@@ -7,7 +7,10 @@
 //! frozen `time_enabled` one poll later. Hits on a returning CPU before the monitor re-arms it
 //! are not counted (at most two poll intervals).
 //!
-//! Not for: task-bound watches (their events follow the thread; nothing to do).
+//! Streams ([`HotplugMonitor::spawn_streams`]) are refreshed the same way
+//! ([`Stream::refresh_polled`]): a returning CPU gets new events and a new ring.
+//!
+//! Not for: task-bound counting watches (their events follow the thread; nothing to do).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,7 +18,26 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::watch::Watch;
+use crate::stream::Stream;
+use crate::watch::{Refresh, Watch};
+
+/// What a [`HotplugMonitor`] keeps armed across CPU hotplug: [`Watch`] and [`Stream`].
+pub trait Refreshable: Send {
+    /// One non-sleeping hotplug refresh ([`Watch::refresh_polled`]).
+    fn refresh_polled(&mut self) -> Result<Refresh, Error>;
+}
+
+impl Refreshable for Watch {
+    fn refresh_polled(&mut self) -> Result<Refresh, Error> {
+        Watch::refresh_polled(self)
+    }
+}
+
+impl Refreshable for Stream {
+    fn refresh_polled(&mut self) -> Result<Refresh, Error> {
+        Stream::refresh_polled(self)
+    }
+}
 
 /// Polls CPU hotplug and refreshes the watches it was given. Stops when dropped.
 #[derive(Debug)]
@@ -35,6 +57,19 @@ struct Shared {
 impl HotplugMonitor {
     /// Starts polling every `poll` for the given watches.
     pub fn spawn(watches: Vec<Arc<Mutex<Watch>>>, poll: Duration) -> HotplugMonitor {
+        HotplugMonitor::spawn_any(watches, poll)
+    }
+
+    /// Starts polling every `poll` for the given streams (drain them through the mutex).
+    pub fn spawn_streams(streams: Vec<Arc<Mutex<Stream>>>, poll: Duration) -> HotplugMonitor {
+        HotplugMonitor::spawn_any(streams, poll)
+    }
+
+    /// Starts polling every `poll` for anything [`Refreshable`].
+    pub fn spawn_any<T: Refreshable + 'static>(
+        watches: Vec<Arc<Mutex<T>>>,
+        poll: Duration,
+    ) -> HotplugMonitor {
         let stop = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared::default());
         let (stop2, shared2) = (Arc::clone(&stop), Arc::clone(&shared));
@@ -73,7 +108,12 @@ impl Drop for HotplugMonitor {
     }
 }
 
-fn run(watches: &[Arc<Mutex<Watch>>], poll: Duration, stop: &AtomicBool, shared: &Shared) {
+fn run<T: Refreshable>(
+    watches: &[Arc<Mutex<T>>],
+    poll: Duration,
+    stop: &AtomicBool,
+    shared: &Shared,
+) {
     while !stop.load(Ordering::Acquire) {
         std::thread::sleep(poll);
         let mut reopened = false;

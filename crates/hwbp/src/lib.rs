@@ -12,7 +12,7 @@
 //!   (this process only).
 //!
 //! Where `unsafe` lives: only in [`sys`] (every system call; `sys::mmap` for the ring buffers,
-//! `sys::signal` for the SIGTRAP handler, `sys::clock` for the clock) — the crate denies
+//! `sys::signal` for the SIGTRAP handler, `sys::ptrace` for ptrace and waitpid, `sys::clock` for the clock) — the crate denies
 //! `unsafe_code` everywhere else. Everything above is safe code over
 //! [`std::os::fd::OwnedFd`], [`Tid`], [`Pid`] and [`Cpu`].
 //!
@@ -28,6 +28,7 @@ pub mod hotplug;
 pub mod launch;
 pub mod ptrace;
 pub mod ring;
+pub mod seize;
 pub mod signal;
 pub mod stream;
 pub mod symbols;
@@ -43,4 +44,4 @@ pub use signal::{SignalOptions, SignalWatch};
 pub use stream::{Stream, StreamOptions};
 pub use sys::{Cpu, Errno, Pid, Tid};
 pub use target::Target;
-pub use watch::{Watch, WatchOptions};
+pub use watch::{Arming, LiveReason, ProcessArming, Watch, WatchOptions};

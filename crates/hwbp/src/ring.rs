@@ -171,6 +171,40 @@ impl<M: RingMemory> RingReader<M> {
     }
 }
 
+impl<M: RingMemory> RingReader<M> {
+    /// A copy of the unread records in ordinary memory, with the stats so far: the real ring
+    /// can then be unmapped (and its event freed) while its records stay readable.
+    pub fn to_mem_ring(&self) -> RingReader<MemRing> {
+        let head = self.mem.head();
+        let (a, b) = self.mem.readable(self.tail, head);
+        let mut mem = MemRing::new(a.len() + b.len(), self.tail);
+        // Both fit: the ring is at least as large as the bytes.
+        mem.write(a);
+        mem.write(b);
+        RingReader {
+            mem,
+            format: self.format,
+            tail: self.tail,
+            scratch: Vec::with_capacity(MAX_RECORD),
+            stats: self.stats,
+        }
+    }
+}
+
+impl RingStats {
+    /// Adds every counter of `other`.
+    pub fn add(&mut self, other: &RingStats) {
+        self.samples += other.samples;
+        self.lost += other.lost;
+        self.lost_records += other.lost_records;
+        self.throttles += other.throttles;
+        self.unthrottles += other.unthrottles;
+        self.other += other.other;
+        self.malformed += other.malformed;
+        self.corrupt_bytes += other.corrupt_bytes;
+    }
+}
+
 /// Walks the records in `a ++ b` (the readable bytes in order).
 fn walk<F: FnMut(Record<'_>)>(
     a: &[u8],
@@ -458,5 +492,29 @@ mod tests {
             let ids: Vec<u64> = drain_all(&mut r).0.into_iter().map(|s| s.0).collect();
             assert_eq!(ids, want, "start offset {start}");
         }
+    }
+
+    #[test]
+    fn a_copied_ring_delivers_exactly_the_unread_records() {
+        // Counters start near the end so the unread records wrap around the data area.
+        let mut r = RingReader::new(MemRing::new(256, 200), FMT);
+        for i in 0..3 {
+            assert!(r.memory_mut().write(&sample(i)));
+        }
+        let (first, _) = drain_all(&mut r);
+        assert_eq!(first.len(), 3);
+        for i in 3..7 {
+            assert!(r.memory_mut().write(&sample(i)));
+        }
+        let mut copy = r.to_mem_ring();
+        let (from_copy, stats) = drain_all(&mut copy);
+        let (from_ring, _) = drain_all(&mut r);
+        assert_eq!(from_copy, from_ring);
+        assert_eq!(
+            from_copy.iter().map(|s| s.0).collect::<Vec<_>>(),
+            vec![3, 4, 5, 6]
+        );
+        // The copy carries the stats of what the original had read before it.
+        assert_eq!(stats.samples, 7);
     }
 }

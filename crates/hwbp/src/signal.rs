@@ -518,30 +518,39 @@ impl HitQueue {
         }
     }
 
-    fn push(&self, h: &HitInfo) -> bool {
+    /// Claims the next cell for `counter` (`enqueue` or `dequeue`): the cell at `pos` is
+    /// ready when `seq == pos + lag` (lag 0: free for a producer; 1: full for a consumer).
+    /// `None` when the queue is full (producer) or empty (consumer). Lock-free; no allocation.
+    fn claim(&self, counter: &AtomicUsize, lag: usize) -> Option<(&Cell, usize)> {
         if self.cells.is_empty() {
-            return false;
+            return None;
         }
-        let mut pos = self.enqueue.load(Ordering::Relaxed);
-        let cell = loop {
+        let mut pos = counter.load(Ordering::Relaxed);
+        loop {
             let cell = &self.cells[pos & self.mask];
             let seq = cell.seq.load(Ordering::Acquire);
-            let dif = seq.wrapping_sub(pos) as isize;
+            let dif = seq.wrapping_sub(pos.wrapping_add(lag)) as isize;
             if dif == 0 {
-                match self.enqueue.compare_exchange_weak(
+                match counter.compare_exchange_weak(
                     pos,
                     pos.wrapping_add(1),
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 ) {
-                    Ok(_) => break cell,
+                    Ok(_) => return Some((cell, pos)),
                     Err(now) => pos = now,
                 }
             } else if dif < 0 {
-                return false;
+                return None;
             } else {
-                pos = self.enqueue.load(Ordering::Relaxed);
+                pos = counter.load(Ordering::Relaxed);
             }
+        }
+    }
+
+    fn push(&self, h: &HitInfo) -> bool {
+        let Some((cell, pos)) = self.claim(&self.enqueue, 0) else {
+            return false;
         };
         let flags = u64::from(h.tid)
             | u64::from(h.pc.is_some()) << 32
@@ -557,30 +566,7 @@ impl HitQueue {
     }
 
     fn pop(&self) -> Option<HitInfo> {
-        if self.cells.is_empty() {
-            return None;
-        }
-        let mut pos = self.dequeue.load(Ordering::Relaxed);
-        let cell = loop {
-            let cell = &self.cells[pos & self.mask];
-            let seq = cell.seq.load(Ordering::Acquire);
-            let dif = seq.wrapping_sub(pos.wrapping_add(1)) as isize;
-            if dif == 0 {
-                match self.dequeue.compare_exchange_weak(
-                    pos,
-                    pos.wrapping_add(1),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => break cell,
-                    Err(now) => pos = now,
-                }
-            } else if dif < 0 {
-                return None;
-            } else {
-                pos = self.dequeue.load(Ordering::Relaxed);
-            }
-        };
+        let (cell, pos) = self.claim(&self.dequeue, 1)?;
         let flags = cell.tid_flags.load(Ordering::Relaxed);
         let h = HitInfo {
             sig_data: cell.sig_data.load(Ordering::Relaxed),

@@ -12,8 +12,14 @@
 //! inherit the watch and write into their parent event's ring (`perf_output_begin()`
 //! redirects inherited events to the parent). Samples carry `PERF_SAMPLE_IDENTIFIER`, the
 //! primary (parent) event's id, which `PERF_EVENT_IOC_ID` maps back to the piece.
-//! CPUs that come online after arming get no events (and no ring) in a stream: a stream has
-//! no `refresh`; re-arm it after hotplug.
+//!
+//! CPU hotplug ([`Stream::refresh`], or [`crate::HotplugMonitor::spawn_streams`] in the
+//! background): a CPU-bound stream's events on a CPU that went offline are dead (Linux does not
+//! bring them back); refresh copies the unread records of that CPU's ring into memory (still
+//! delivered by [`Stream::drain`]), unmaps the ring and closes the events (freeing their
+//! slots), then opens the CPU's events disabled, maps a new ring and enables them. A process
+//! stream's per-(thread, CPU) events survive hotplug; a CPU that was offline when it was armed
+//! gets events on every thread (held still like arming) and a ring.
 //!
 //! The watch is armed disabled, its rings mapped, and only then enabled, so no hit happens
 //! while an event has no ring (such a hit would be counted but neither recorded nor reported
@@ -25,12 +31,13 @@ use std::time::Duration;
 
 use hwbp_core::Spec;
 
+use crate::attr::sample;
 use crate::error::{At, Error, ErrorCtx, Op};
-use crate::ring::record::{sample_bits, Record, Sample, SampleFormat};
-use crate::ring::{PerfRing, RingStats};
+use crate::ring::record::{Record, Sample, SampleFormat};
+use crate::ring::{MemRing, PerfRing, RingMemory, RingReader, RingStats};
 use crate::sys::{Ioctl, RealSys, Scope, Sys};
 use crate::target::Target;
-use crate::watch::{Sampling, Watch, WatchOptions};
+use crate::watch::{Liveness, Refresh, Sampling, Watch, WatchOptions};
 
 /// When the kernel wakes a [`Stream::poll`]er.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,18 +105,24 @@ pub struct StreamStats {
 
 struct RingSlot {
     ring: PerfRing,
+    /// The ring owner's scope and piece (its event is the one mapped, and polled).
     scope: Scope,
-    /// Index into the watch's events of the ring's owner (for poll).
-    owner: usize,
+    piece: u32,
 }
 
 /// A [`Watch`] that delivers every hit as a sample.
 pub struct Stream {
     // Rings first: fields drop in order, so rings are unmapped before the events close.
     rings: Vec<RingSlot>,
+    /// Unread records of rings unmapped by a hotplug refresh, delivered by the next drain.
+    backlog: Vec<RingReader<MemRing>>,
+    /// Stats of rings gone (drained backlog).
+    retired_stats: RingStats,
     /// (event id, piece, scope), sorted by id.
     ids: Vec<(u64, u32, Scope)>,
     unknown_ids: u64,
+    format: SampleFormat,
+    data_pages_log2: u32,
     watch: Watch,
 }
 
@@ -138,7 +151,7 @@ fn same_ring(a: Scope, b: Scope) -> bool {
 impl Stream {
     /// The `sample_type` a stream opens its events with.
     pub fn sample_format(opts: &StreamOptions) -> SampleFormat {
-        use sample_bits as b;
+        use sample as b;
         let mut t = b::IDENTIFIER | b::IP | b::TID | b::TIME | b::ADDR | b::CPU | b::STREAM_ID;
         if opts.callchain {
             t |= b::CALLCHAIN;
@@ -180,48 +193,105 @@ impl Stream {
             sampling: Some(sampling),
             ..WatchOptions::default()
         };
-        let mut watch = Watch::with_options(target, spec, &wopts)?;
+        let watch = Watch::with_options(target, spec, &wopts)?;
+        let mut stream = Stream {
+            rings: Vec::new(),
+            backlog: Vec::new(),
+            retired_stats: RingStats::default(),
+            ids: Vec::new(),
+            unknown_ids: 0,
+            format,
+            data_pages_log2: opts.data_pages_log2,
+            watch,
+        };
+        stream.attach(0)?;
+        if !opts.disabled {
+            stream.watch.enable()?;
+        }
+        Ok(stream)
+    }
+
+    /// Gives the watch's events from index `start` on a ring: the first event of each
+    /// thread/CPU without one gets a new ring, the others send their records into it.
+    fn attach(&mut self, start: usize) -> Result<(), Error> {
         let sys = RealSys;
-        let mut rings: Vec<RingSlot> = Vec::new();
-        let mut ids = Vec::new();
-        for (index, e) in watch.events().enumerate() {
+        for e in self.watch.events().skip(start) {
             let at = Some(At {
                 scope: e.scope,
                 piece: e.piece,
             });
             let fail = |op, errno| Error::sys(op, at, errno, &ErrorCtx::default());
-            match rings.iter().find(|r| same_ring(r.scope, e.scope)) {
+            match self.rings.iter().find(|r| same_ring(r.scope, e.scope)) {
                 Some(owner) => {
-                    let owner_fd = watch.events().nth(owner.owner).map(|o| o.fd);
+                    let owner_fd = self
+                        .watch
+                        .events()
+                        .find(|o| o.scope == owner.scope && o.piece == owner.piece)
+                        .map(|o| o.fd);
                     sys.ioctl(e.fd, Ioctl::SetOutput(owner_fd))
                         .map_err(|errno| fail(Op::SetOutput, errno))?;
                 }
                 None => {
-                    let ring = PerfRing::map(e.fd, opts.data_pages_log2, format).map_err(|io| {
-                        fail(Op::Mmap, crate::sys::Errno(io.raw_os_error().unwrap_or(0)))
-                    })?;
-                    rings.push(RingSlot {
+                    let ring =
+                        PerfRing::map(e.fd, self.data_pages_log2, self.format).map_err(|io| {
+                            fail(Op::Mmap, crate::sys::Errno(io.raw_os_error().unwrap_or(0)))
+                        })?;
+                    self.rings.push(RingSlot {
                         ring,
                         scope: e.scope,
-                        owner: index,
+                        piece: e.piece,
                     });
                 }
             }
             let id = sys
                 .ioctl(e.fd, Ioctl::Id)
                 .map_err(|errno| fail(Op::Id, errno))?;
-            ids.push((id, e.piece, e.scope));
+            let at = self.ids.partition_point(|x| x.0 < id);
+            self.ids.insert(at, (id, e.piece, e.scope));
         }
-        ids.sort_unstable_by_key(|x| x.0);
-        if !opts.disabled {
-            watch.enable()?;
+        Ok(())
+    }
+
+    /// Brings the stream up to date with CPU hotplug (see the module docs): a CPU-bound
+    /// stream's CPU that came back online gets new events and a new ring (the old ring's
+    /// unread records stay deliverable); a CPU that was offline when the stream was armed gets
+    /// events and a ring. Like [`Watch::refresh`], this may wait ~11 ms per CPU-bound CPU to
+    /// tell a live event from a dead one.
+    pub fn refresh(&mut self) -> Result<Refresh, Error> {
+        self.refresh_by(Liveness::Wait)
+    }
+
+    /// [`Stream::refresh`] for periodic callers (the [`crate::HotplugMonitor`]): never
+    /// sleeps; see [`Watch::refresh_polled`].
+    pub fn refresh_polled(&mut self) -> Result<Refresh, Error> {
+        self.refresh_by(Liveness::SinceLastPoll)
+    }
+
+    fn refresh_by(&mut self, how: Liveness) -> Result<Refresh, Error> {
+        let mut report = self.watch.plan_refresh(how)?;
+        let mut first_err = None;
+        for cpu in std::mem::take(&mut report.reopened) {
+            // Keep the dead rings' records, unmap them: the mapping holds the owner event.
+            let (gone, kept): (Vec<RingSlot>, Vec<RingSlot>) = std::mem::take(&mut self.rings)
+                .into_iter()
+                .partition(|r| matches!(r.scope, Scope::Cpu(c) if c == cpu));
+            self.rings = kept;
+            for r in gone {
+                self.backlog.push(r.ring.to_mem_ring());
+            }
+            self.watch.retire_cpu(cpu);
+            let reopened = self.watch.open_cpu(cpu, true).and_then(|start| {
+                self.attach(start)?;
+                self.watch.enable_from(start)
+            });
+            match reopened {
+                Ok(()) => report.reopened.push(cpu),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
         }
-        Ok(Stream {
-            rings,
-            ids,
-            unknown_ids: 0,
-            watch,
-        })
+        first_err.map_or(Ok(report), Err)
     }
 
     /// The underlying watch (counts, pieces, events).
@@ -252,26 +322,13 @@ impl Stream {
     /// Does not allocate.
     pub fn drain(&mut self, mut f: impl FnMut(&Hit<'_>)) -> usize {
         let mut hits = 0;
-        let ids = &self.ids;
-        let unknown = &mut self.unknown_ids;
+        for old in &mut self.backlog {
+            hits += drain_ring(old, &self.ids, &mut self.unknown_ids, &mut f);
+            self.retired_stats.add(&old.stats());
+        }
+        self.backlog.clear();
         for slot in &mut self.rings {
-            slot.ring.drain(|rec| {
-                if let Record::Sample(sample) = rec {
-                    let found = sample
-                        .id
-                        .and_then(|id| ids.binary_search_by_key(&id, |x| x.0).ok())
-                        .map(|i| ids[i]);
-                    if found.is_none() {
-                        *unknown += 1;
-                    }
-                    hits += 1;
-                    f(&Hit {
-                        piece: found.map(|x| x.1),
-                        scope: found.map(|x| x.2),
-                        sample,
-                    });
-                }
-            });
+            hits += drain_ring(&mut slot.ring, &self.ids, &mut self.unknown_ids, &mut f);
         }
         hits
     }
@@ -279,11 +336,15 @@ impl Stream {
     /// Waits until some ring reached its wakeup point, or `timeout` passed (`None`: no
     /// limit); returns whether one did.
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool, Error> {
-        let events: Vec<_> = self.watch.events().collect();
         let fds: Vec<_> = self
             .rings
             .iter()
-            .filter_map(|r| events.get(r.owner).map(|e| e.fd))
+            .filter_map(|r| {
+                self.watch
+                    .events()
+                    .find(|e| e.scope == r.scope && e.piece == r.piece)
+                    .map(|e| e.fd)
+            })
             .collect();
         crate::ring::poll_readable(&fds, timeout).map_err(|io| {
             let errno = crate::sys::Errno(io.raw_os_error().unwrap_or(0));
@@ -293,21 +354,44 @@ impl Stream {
 
     /// Totals over every ring so far.
     pub fn stats(&self) -> StreamStats {
-        let mut ring = RingStats::default();
+        let mut ring = self.retired_stats;
+        for r in &self.backlog {
+            ring.add(&r.stats());
+        }
         for s in &self.rings {
-            let r = s.ring.stats();
-            ring.samples += r.samples;
-            ring.lost += r.lost;
-            ring.lost_records += r.lost_records;
-            ring.throttles += r.throttles;
-            ring.unthrottles += r.unthrottles;
-            ring.other += r.other;
-            ring.malformed += r.malformed;
-            ring.corrupt_bytes += r.corrupt_bytes;
+            ring.add(&s.ring.stats());
         }
         StreamStats {
             ring,
             unknown_ids: self.unknown_ids,
         }
     }
+}
+
+/// Drains one ring, mapping sample ids to pieces; returns the number of hits.
+fn drain_ring<M: RingMemory>(
+    ring: &mut RingReader<M>,
+    ids: &[(u64, u32, Scope)],
+    unknown: &mut u64,
+    f: &mut impl FnMut(&Hit<'_>),
+) -> usize {
+    let mut hits = 0;
+    ring.drain(|rec| {
+        if let Record::Sample(sample) = rec {
+            let found = sample
+                .id
+                .and_then(|id| ids.binary_search_by_key(&id, |x| x.0).ok())
+                .map(|i| ids[i]);
+            if found.is_none() {
+                *unknown += 1;
+            }
+            hits += 1;
+            f(&Hit {
+                piece: found.map(|x| x.1),
+                scope: found.map(|x| x.2),
+                sample,
+            });
+        }
+    });
+    hits
 }

@@ -138,6 +138,14 @@ pub fn tracer_of(pid: Pid) -> Option<Pid> {
     }
 }
 
+/// `TracerPid` of one thread (`/proc/PID/task/TID/status`): the tracer's thread id, if the
+/// thread is being traced (ptrace attaches per thread).
+pub fn tracer_of_thread(pid: Pid, tid: Tid) -> Option<Tid> {
+    let status = fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("TracerPid:"))?;
+    Tid::new(line["TracerPid:".len()..].trim().parse().ok()?).filter(|t| t.get() != 0)
+}
+
 /// The thread-group id of a thread (`Tgid` in `/proc/TID/status`).
 pub fn process_of(tid: Tid) -> Option<Pid> {
     let status = fs::read_to_string(format!("/proc/{tid}/status")).ok()?;

@@ -17,8 +17,12 @@ use hwbp_core::{BpAttr, Spec};
 
 use crate::attr::{read_format, Flag, PerfEventAttr};
 use crate::error::{At, Error, ErrorCtx, Holders, Op};
+pub use crate::seize::{Arming, LiveReason};
+use crate::seize::{Outcome, Seized};
 use crate::sys::{Cpu, Errno, Ioctl, Pid, RealSys, Scope, Sys, Tid};
 use crate::target::{self, Target};
+
+mod refresh;
 
 /// Sampling fields for stream delivery (copied into every event of the watch).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -40,23 +44,33 @@ pub struct Sampling {
 }
 
 /// How the threads of a process target are armed.
+///
+/// Existing threads need one event each (`inherit` covers only threads created later), so
+/// threads created *while* arming race with it. [`Watch::arming`] says what was done.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum ProcessArming {
+    /// Hold every thread of another process in a ptrace stop while arming (`PTRACE_SEIZE` +
+    /// `PTRACE_INTERRUPT`, then `PTRACE_DETACH`; see [`crate::seize`]): every thread —
+    /// existing, created during arming, created later — is covered exactly once, and job
+    /// control sees nothing (no SIGCHLD, no stopped state for the parent or the shell). The
+    /// calling process cannot hold itself: it is armed live ([`LiveReason::CallingProcess`]).
+    /// When a thread is traced by someone else or ptrace is refused, hwbp arms live and says
+    /// so ([`Arming::Live`] with [`LiveReason::Traced`] / [`LiveReason::NotPermitted`]).
+    #[default]
+    Seize,
     /// Arm while the process runs, re-listing `/proc/PID/task` until no new thread appears.
     /// Races with threads created during arming (a window of milliseconds): one created by an
     /// already-armed thread inherits the watch and is then armed again when listed (its hits
     /// count twice); one created by a not-yet-armed thread and exited before the next listing
     /// is never seen (its hits are not counted). Threads that exist before arming, and all
     /// threads created after it, are covered exactly once.
-    #[default]
     Live,
     /// Stop another process (SIGSTOP) while its threads are listed and armed, then resume it
-    /// (SIGCONT; a process that was already stopped stays stopped): no thread can appear
-    /// meanwhile, so every thread is covered exactly once. Costs a visible job-control stop:
-    /// the parent gets SIGCHLD, and a shell whose foreground job this is reports it stopped
-    /// and takes the terminal back. If a thread does not stop within ~1 s, arming fails with
-    /// [`Error::FreezeFailed`] (no silent fallback). The calling process cannot stop itself:
-    /// it is always armed live ([`Watch::armed_live`] says so).
+    /// (SIGCONT; a process that was already stopped stays stopped): exact like
+    /// [`ProcessArming::Seize`], but a visible job-control stop: the parent gets SIGCHLD, and
+    /// a shell whose foreground job this is reports it stopped and takes the terminal back.
+    /// If a thread does not stop within ~1 s, arming fails with [`Error::FreezeFailed`] (no
+    /// silent fallback). The calling process is armed live.
     Freeze,
 }
 
@@ -99,9 +113,10 @@ pub struct EventRef<'a> {
     pub piece: u32,
 }
 
-/// How [`Watch::refresh_with`] tells a live CPU-bound event from a dead one.
+/// How [`Watch::refresh`] and [`Watch::refresh_polled`] tell a live CPU-bound event from a
+/// dead one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Liveness {
+pub(crate) enum Liveness {
     /// Read `time_enabled`, wait up to ~11 ms for it to move.
     Wait,
     /// Compare with the value at the previous poll.
@@ -125,7 +140,7 @@ pub struct Watch {
     spec: Spec,
     pieces: Vec<Chunk>,
     template: PerfEventAttr,
-    process_arming: ProcessArming,
+    arming: Arming,
     enabled: bool,
     events: Vec<Event>,
     /// Counts of events closed by modify/refresh.
@@ -158,7 +173,7 @@ impl Watch {
             spec,
             pieces,
             template,
-            process_arming: opts.process_arming,
+            arming: Arming::NotProcess,
             enabled: !opts.disabled,
             events: Vec::new(),
             retired: 0,
@@ -170,7 +185,9 @@ impl Watch {
                 w.open_on(Scope::Thread(t), &all, &mut fresh)?;
                 w.events = fresh;
             }
-            Target::Process(p) => w.events = w.open_on_process(p, &all)?,
+            Target::Process(p) => {
+                (w.events, w.arming) = w.open_on_process(p, &all, opts.process_arming, None)?;
+            }
             Target::Cpu(c) => {
                 if !target::online_cpus()?.contains(&c) {
                     return Err(Error::NoSuchCpu { cpu: c });
@@ -205,13 +222,17 @@ impl Watch {
         &self.pieces
     }
 
+    /// How the threads of a process target were armed: [`Arming::Seized`] (exact, the
+    /// default for other processes), [`Arming::Stopped`], or [`Arming::Live`] with the reason
+    /// (asked for, the calling process, traced by someone else, ptrace refused).
+    pub fn arming(&self) -> Arming {
+        self.arming
+    }
+
     /// Whether a process target was armed live, i.e. with the races of
-    /// [`ProcessArming::Live`] (asked for, or the target is the calling process).
+    /// [`ProcessArming::Live`] ([`Watch::arming`] says why).
     pub fn armed_live(&self) -> bool {
-        match self.target {
-            Target::Process(p) => self.process_arming == ProcessArming::Live || p == Pid::current(),
-            _ => false,
-        }
+        self.arming.is_live()
     }
 
     /// Whether the watch counts (see [`Watch::enable`]).
@@ -317,7 +338,11 @@ impl Watch {
         let mut fresh = Vec::new();
         if !extra.is_empty() {
             let opened = match self.target {
-                Target::Process(p) => self.open_on_process(p, &extra).map(|v| fresh = v),
+                Target::Process(p) => {
+                    let how = self.process_arming();
+                    self.open_on_process(p, &extra, how, None)
+                        .map(|(v, _)| fresh = v)
+                }
                 _ => {
                     let scopes: BTreeSet<Scope> = self.events.iter().map(|e| e.scope).collect();
                     scopes
@@ -376,102 +401,6 @@ impl Watch {
         Ok(())
     }
 
-    /// Brings CPU-bound watches up to date with CPU hotplug: a CPU that came (back) online
-    /// gets its events (re)opened, with the old events' counts kept.
-    ///
-    /// Linux removes a CPU's events from the CPU when it goes offline and does not bring them
-    /// back when it returns (measured on 6.18; `perf_event_exit_cpu()`); the dead event still
-    /// holds its slot until closed. A dead event is recognised by its CPU being offline, or
-    /// (while the watch is enabled) by its `time_enabled` no longer advancing over ~11 ms. Task targets
-    /// need nothing: their events follow the thread to whatever CPU it runs on.
-    pub fn refresh(&mut self) -> Result<Refresh, Error> {
-        self.refresh_with(Liveness::Wait)
-    }
-
-    /// [`Watch::refresh`] for periodic callers (the [`crate::HotplugMonitor`]): never sleeps.
-    /// An event is dead if its `time_enabled` did not move since the previous call, so a CPU
-    /// that went offline and came back between two calls is re-armed at the second call
-    /// after it returned.
-    pub fn refresh_polled(&mut self) -> Result<Refresh, Error> {
-        self.refresh_with(Liveness::SinceLastPoll)
-    }
-
-    fn refresh_with(&mut self, how: Liveness) -> Result<Refresh, Error> {
-        let mut report = Refresh::default();
-        let wanted: BTreeSet<Cpu> = match self.target {
-            Target::Cpu(c) => [c].into_iter().collect(),
-            Target::AllCpus => target::possible_cpus()?,
-            _ => return Ok(report),
-        };
-        let online = target::online_cpus()?;
-        let all: Vec<u32> = (0..self.piece_count()).collect();
-        let mut first_err = None;
-        for cpu in wanted {
-            let mine: Vec<usize> = (0..self.events.len())
-                .filter(|&i| self.events[i].scope == Scope::Cpu(cpu))
-                .collect();
-            if !online.contains(&cpu) {
-                if !mine.is_empty() || matches!(self.target, Target::Cpu(_)) {
-                    report.offline.push(cpu);
-                }
-                continue;
-            }
-            let alive = !mine.is_empty() && self.cpu_events_alive(mine[0], how)?;
-            if alive {
-                continue;
-            }
-            // Retire the dead events (count kept), free their slots, open afresh.
-            for &i in mine.iter().rev() {
-                let e = self.events.remove(i);
-                self.retired = self
-                    .retired
-                    .saturating_add(self.read_event(&e).map_or(0, |r| r.0));
-            }
-            let mut fresh = Vec::new();
-            match self.open_on(Scope::Cpu(cpu), &all, &mut fresh) {
-                Ok(()) => {
-                    self.events.extend(fresh);
-                    report.reopened.push(cpu);
-                }
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                }
-            }
-        }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(report),
-        }
-    }
-
-    /// Whether the events on one online CPU still count, judged by the first of them (the
-    /// kernel drops all of a CPU's events together). Only checkable while enabled:
-    /// `time_enabled` advances (in nanoseconds) for a live enabled event and is frozen for one
-    /// the kernel removed at CPU offline — measured on 6.18, where even
-    /// `PERF_EVENT_IOC_ENABLE` does not revive it.
-    fn cpu_events_alive(&mut self, i: usize, how: Liveness) -> Result<bool, Error> {
-        if !self.enabled {
-            self.events[i].polled_enabled_ns = None;
-            return Ok(true);
-        }
-        let first = self.read_event(&self.events[i])?.1;
-        match how {
-            Liveness::SinceLastPoll => {
-                let last = self.events[i].polled_enabled_ns.replace(first);
-                Ok(last != Some(first))
-            }
-            Liveness::Wait => {
-                for wait_us in [100, 1_000, 10_000] {
-                    std::thread::sleep(std::time::Duration::from_micros(wait_us));
-                    if self.read_event(&self.events[i])?.1 != first {
-                        return Ok(true);
-                    }
-                }
-                Ok(false)
-            }
-        }
-    }
-
     fn piece_count(&self) -> u32 {
         // Plans are capped at MAX_PLAN_CHUNKS (64).
         u32::try_from(self.pieces.len()).unwrap_or(u32::MAX)
@@ -518,35 +447,67 @@ impl Watch {
         Ok(())
     }
 
+    /// How a later operation (a modify adding pieces) arms the process again: as it was armed.
+    fn process_arming(&self) -> ProcessArming {
+        match self.arming {
+            Arming::Stopped => ProcessArming::Freeze,
+            Arming::Live(LiveReason::Requested) => ProcessArming::Live,
+            _ => ProcessArming::Seize,
+        }
+    }
+
     /// Opens `pieces` on every thread of `pid`, re-listing `/proc/PID/task` until a listing
-    /// shows no thread that has not been armed.
+    /// shows no thread that has not been armed; returns the events and how it armed.
     ///
     /// Each event has `inherit`, so a thread created after its creator was armed inherits the
-    /// watch. With [`ProcessArming::Freeze`] (another process) no thread runs while arming, so
-    /// the listing is complete and nothing is inherited meanwhile: every thread is covered
-    /// exactly once. Live arming (this process, or a process that could not be frozen) races
-    /// with threads created meanwhile — see [`ProcessArming::Live`]. Threads that exit between
-    /// listing and arming (`ESRCH`) are skipped.
-    fn open_on_process(&self, pid: Pid, pieces: &[u32]) -> Result<Vec<Event>, Error> {
-        let _frozen = match self.process_arming {
-            ProcessArming::Freeze if pid != Pid::current() => Some(target::Freeze::stop(pid)?),
-            _ => None,
+    /// watch. Held still ([`ProcessArming::Seize`] or [`ProcessArming::Freeze`], another
+    /// process) no thread runs while arming, so the listing is complete and nothing is
+    /// inherited meanwhile: every thread is covered exactly once. Live arming (this process,
+    /// or a process that could not be held) races with threads created meanwhile — see
+    /// [`ProcessArming::Live`]. Threads that exit between listing and arming (`ESRCH`) are
+    /// skipped.
+    ///
+    /// `only_cpu` (sampling watches): open for that CPU only (a CPU that came online).
+    fn open_on_process(
+        &self,
+        pid: Pid,
+        pieces: &[u32],
+        how: ProcessArming,
+        only_cpu: Option<Cpu>,
+    ) -> Result<(Vec<Event>, Arming), Error> {
+        // Declared before the events: dropped (threads released) after they are all open.
+        let mut _stopped = None;
+        let mut _seized = None;
+        let arming = match how {
+            _ if pid == Pid::current() => Arming::Live(LiveReason::CallingProcess),
+            ProcessArming::Live => Arming::Live(LiveReason::Requested),
+            ProcessArming::Freeze => {
+                _stopped = Some(target::Freeze::stop(pid)?);
+                Arming::Stopped
+            }
+            ProcessArming::Seize => match Seized::freeze(pid)? {
+                Outcome::Held(s) => {
+                    _seized = Some(s);
+                    Arming::Seized
+                }
+                Outcome::Live(why) => Arming::Live(why),
+            },
         };
         let mut done: BTreeSet<Tid> = BTreeSet::new();
         let mut out = Vec::new();
         // Stream delivery mmaps the events, and the kernel refuses mmap of an inherited
         // per-task event (`perf_mmap()`: `cpu == -1 && inherit` -> EINVAL), so sampling process
         // watches open each thread once per online CPU (rings are then per CPU).
-        let per_cpu = if self.template.sample_type != 0 {
-            Some(target::online_cpus()?)
-        } else {
-            None
+        let per_cpu = match (self.template.sample_type != 0, only_cpu) {
+            (false, _) => None,
+            (true, Some(c)) => Some([c].into_iter().collect()),
+            (true, None) => Some(target::online_cpus()?),
         };
         loop {
             let tids = target::list_threads(pid)?;
             let new: Vec<Tid> = tids.difference(&done).copied().collect();
             if new.is_empty() {
-                return Ok(out);
+                return Ok((out, arming));
             }
             for tid in new {
                 done.insert(tid);

@@ -9,6 +9,8 @@
 //! Process targets are tested on child processes (this binary re-executed with
 //! `HWBP_CHILD_ROLE`).
 
+#[path = "linux/arming.rs"]
+mod arming;
 mod common;
 #[path = "linux/conformance.rs"]
 mod conformance;
@@ -125,8 +127,8 @@ fn process_threads_before_and_after_arming_are_counted_after_exit() {
     .unwrap();
     // The role's threads, plus libtest's main thread: at least 4 events, one per thread.
     assert!(w.event_count() >= 4, "{} events", w.event_count());
-    // The default arms live; no thread appears while arming here, so that is exact.
-    assert!(w.armed_live());
+    // The default holds another process still with ptrace while arming.
+    assert_eq!(w.arming(), hwbp::Arming::Seized);
     child.say("go");
     child.expect("done");
     // 3 threads from before arming, the role's own thread, 4 created after: all exited
@@ -138,33 +140,6 @@ fn process_threads_before_and_after_arming_are_counted_after_exit() {
     assert_eq!(w.count().unwrap(), 8 * N);
     child.finish();
     assert_eq!(w.count().unwrap(), 8 * N);
-}
-
-#[test]
-fn process_threads_created_during_arming_are_all_covered() {
-    let _hw = hw_shared();
-    const N: u64 = 100;
-    let mut child = ChildProc::spawn(&format!("churn:{N}"));
-    let addr = parse_hex(&child.expect("ready"));
-    // Threads keep appearing while this arms. Frozen arming must cover each exactly once
-    // (every one of them is alive until it has written). Live arming would count some twice.
-    let opts = WatchOptions {
-        process_arming: hwbp::watch::ProcessArming::Freeze,
-        ..WatchOptions::default()
-    };
-    let w = Watch::with_options(
-        Target::Process(child.pid()),
-        Spec::user(addr, 8, Access::Write),
-        &opts,
-    )
-    .unwrap();
-    assert!(!w.armed_live());
-    child.say("stop");
-    let created: u64 = child.expect("created").parse().unwrap();
-    child.say("go");
-    child.expect("done");
-    assert_eq!(w.count().unwrap(), created * N, "{created} threads");
-    child.finish();
 }
 
 #[test]
@@ -509,6 +484,10 @@ fn every_errno_maps_to_a_cause_and_a_fix() {
     )
     .unwrap();
     assert!(own.armed_live());
+    assert_eq!(
+        own.arming(),
+        hwbp::Arming::Live(hwbp::LiveReason::CallingProcess)
+    );
 }
 
 #[test]
@@ -732,6 +711,8 @@ fn caps_report_matches_this_machine_and_the_core_rules() {
     }
 }
 
+#[path = "linux/hotplug.rs"]
+mod hotplug;
 #[path = "linux/ptrace.rs"]
 mod ptrace;
 #[path = "linux/stream.rs"]

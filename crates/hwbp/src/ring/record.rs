@@ -41,52 +41,33 @@ pub const PERF_RECORD_UNTHROTTLE: u32 = 6;
 /// `PERF_RECORD_SAMPLE`.
 pub const PERF_RECORD_SAMPLE: u32 = 9;
 
-/// `PERF_SAMPLE_*` bits of `perf_event_attr::sample_type` that this decoder understands.
-pub mod sample_bits {
-    /// `PERF_SAMPLE_IP` (bit 0).
-    pub const IP: u64 = 1 << 0;
-    /// `PERF_SAMPLE_TID` (bit 1).
-    pub const TID: u64 = 1 << 1;
-    /// `PERF_SAMPLE_TIME` (bit 2).
-    pub const TIME: u64 = 1 << 2;
-    /// `PERF_SAMPLE_ADDR` (bit 3).
-    pub const ADDR: u64 = 1 << 3;
-    /// `PERF_SAMPLE_CALLCHAIN` (bit 5).
-    pub const CALLCHAIN: u64 = 1 << 5;
-    /// `PERF_SAMPLE_ID` (bit 6).
-    pub const ID: u64 = 1 << 6;
-    /// `PERF_SAMPLE_CPU` (bit 7).
-    pub const CPU: u64 = 1 << 7;
-    /// `PERF_SAMPLE_PERIOD` (bit 8).
-    pub const PERIOD: u64 = 1 << 8;
-    /// `PERF_SAMPLE_STREAM_ID` (bit 9).
-    pub const STREAM_ID: u64 = 1 << 9;
-    /// `PERF_SAMPLE_REGS_USER` (bit 12).
-    pub const REGS_USER: u64 = 1 << 12;
-    /// `PERF_SAMPLE_STACK_USER` (bit 13).
-    pub const STACK_USER: u64 = 1 << 13;
-    /// `PERF_SAMPLE_IDENTIFIER` (bit 16).
-    pub const IDENTIFIER: u64 = 1 << 16;
-    /// Every bit above; a `sample_type` outside this set cannot be decoded.
-    pub const SUPPORTED: u64 = IP
-        | TID
-        | TIME
-        | ADDR
-        | CALLCHAIN
-        | ID
-        | CPU
-        | PERIOD
-        | STREAM_ID
-        | REGS_USER
-        | STACK_USER
-        | IDENTIFIER;
-}
+/// `PERF_SAMPLE_*` bits of `perf_event_attr::sample_type`, under the name sample readers use
+/// (defined once, in [`crate::attr::sample`]).
+pub use crate::attr::sample as sample_bits;
+
+/// The `PERF_SAMPLE_*` bits this decoder understands; a `sample_type` with any other bit
+/// cannot be decoded.
+pub const SUPPORTED_SAMPLE_BITS: u64 = {
+    use sample_bits as b;
+    b::IP
+        | b::TID
+        | b::TIME
+        | b::ADDR
+        | b::CALLCHAIN
+        | b::ID
+        | b::CPU
+        | b::PERIOD
+        | b::STREAM_ID
+        | b::REGS_USER
+        | b::STACK_USER
+        | b::IDENTIFIER
+};
 
 /// How samples in one ring are laid out: the `sample_type` and `sample_regs_user` every event
 /// writing into that ring was opened with (events sharing a ring must agree on both).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct SampleFormat {
-    /// `perf_event_attr::sample_type`; only bits in [`sample_bits::SUPPORTED`] may be set.
+    /// `perf_event_attr::sample_type`; only bits in [`SUPPORTED_SAMPLE_BITS`] may be set.
     pub sample_type: u64,
     /// `perf_event_attr::sample_regs_user`; `regs[]` holds `popcount` of it registers.
     pub regs_user_mask: u64,
@@ -116,7 +97,7 @@ pub enum RecordError {
     },
     /// `sample_type` asks for a field this decoder does not know, so later offsets are unknown.
     UnsupportedSampleType {
-        /// The bits outside [`sample_bits::SUPPORTED`].
+        /// The bits outside [`SUPPORTED_SAMPLE_BITS`].
         unsupported_bits: u64,
     },
 }
@@ -377,7 +358,7 @@ pub fn parse<'a>(rec: &'a [u8], fmt: &SampleFormat) -> Result<Record<'a>, Record
 
 fn parse_sample<'a>(c: &mut Cursor<'a>, fmt: &SampleFormat) -> Result<Sample<'a>, RecordError> {
     use sample_bits as b;
-    let unsupported_bits = fmt.sample_type & !b::SUPPORTED;
+    let unsupported_bits = fmt.sample_type & !SUPPORTED_SAMPLE_BITS;
     if unsupported_bits != 0 {
         return Err(RecordError::UnsupportedSampleType { unsupported_bits });
     }
@@ -616,7 +597,7 @@ mod tests {
                                 regs_user_mask in proptest::num::u64::ANY) {
             let fmt = SampleFormat { sample_type, regs_user_mask };
             let _ = parse(&bytes, &fmt);
-            let fmt = SampleFormat { sample_type: sample_type & b::SUPPORTED, regs_user_mask };
+            let fmt = SampleFormat { sample_type: sample_type & SUPPORTED_SAMPLE_BITS, regs_user_mask };
             let _ = parse(&bytes, &fmt);
             // Force the sample path.
             let mut b2 = bytes.clone();

@@ -453,3 +453,69 @@ pub fn signal_blocked(sig: i32) -> bool {
         libc::sigismember(old.as_ptr(), sig) == 1
     }
 }
+
+/// `PTRACE_O_TRACECLONE` alone: threads created by a seized thread are attached to the same
+/// tracer and start in a `PTRACE_EVENT_STOP` (used by the perf layer's arming freeze).
+pub const OPT_TRACECLONE: u32 = libc::PTRACE_O_TRACECLONE as u32;
+/// `PTRACE_EVENT_CLONE`: `status >> 16` of a clone event-stop.
+pub const EVENT_CLONE: i32 = libc::PTRACE_EVENT_CLONE;
+/// `PTRACE_EVENT_STOP`: `status >> 16` of an interrupt, group-stop or new-thread stop of a
+/// seized thread.
+pub const EVENT_STOP: i32 = libc::PTRACE_EVENT_STOP;
+
+/// What a [`WaitStatus`] word says about the thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitKind {
+    /// It exited or was killed (gone).
+    Gone,
+    /// It is in a ptrace stop: `event` = `status >> 16` (0 for a signal-delivery-stop, else a
+    /// `PTRACE_EVENT_*`), `sig` = `WSTOPSIG`.
+    Stopped {
+        /// `status >> 16`.
+        event: i32,
+        /// `WSTOPSIG(status)`.
+        sig: i32,
+    },
+    /// Anything else (`WIFCONTINUED`).
+    Other,
+}
+
+impl WaitStatus {
+    /// Decodes the status word (`WIFEXITED`/`WIFSIGNALED`/`WIFSTOPPED`).
+    pub fn kind(&self) -> WaitKind {
+        let s = self.status;
+        if libc::WIFEXITED(s) || libc::WIFSIGNALED(s) {
+            WaitKind::Gone
+        } else if libc::WIFSTOPPED(s) {
+            WaitKind::Stopped {
+                event: s >> 16,
+                sig: libc::WSTOPSIG(s),
+            }
+        } else {
+            WaitKind::Other
+        }
+    }
+}
+
+/// `waitpid(pid, WUNTRACED | WCONTINUED | WNOHANG)`: what the *parent* of `pid` is told about
+/// job control (a stop or a continue), without reaping an exit that is not yet there.
+/// `Ok(None)`: nothing to report.
+pub fn wait_job_change(pid: i32) -> Result<Option<WaitStatus>, Errno> {
+    let mut status = 0;
+    // SAFETY: `status` is a writable int that outlives the call.
+    let r = unsafe {
+        libc::waitpid(
+            pid,
+            &mut status,
+            libc::WUNTRACED | libc::WCONTINUED | libc::WNOHANG,
+        )
+    };
+    match r {
+        -1 => Err(Errno::last()),
+        0 => Ok(None),
+        t => Ok(Some(WaitStatus {
+            tid: Tid(t),
+            status,
+        })),
+    }
+}

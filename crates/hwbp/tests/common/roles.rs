@@ -19,9 +19,10 @@ pub fn run_if_requested() {
     let parts: Vec<&str> = role.split(':').collect();
     let num = |i: usize| -> u64 { parts[i].parse().expect("role argument") };
     match parts[0] {
-        "threads" => threads(num(1), num(2), num(3)),
+        "threads" => threads(num(1), num(2), num(3), false),
         "holder" => holder(num(1), num(2)),
         "churn" => churn(num(1)),
+        "exiters" => threads(num(1), 0, num(2), true),
         other => panic!("unknown child role {other}"),
     }
 }
@@ -34,7 +35,19 @@ fn write_n(n: u64) {
 
 /// `before` threads exist (blocked) when the parent arms; after `go`, they, the role's own
 /// thread and `after` new threads each write `n` times to WORD; all join; then `done`.
-fn threads(before: u64, after: u64, n: u64) {
+/// `exiting`: until `go`, another thread keeps creating threads that exit at once (so threads
+/// vanish while the parent arms; they never write).
+fn threads(before: u64, after: u64, n: u64, exiting: bool) {
+    use std::sync::atomic::AtomicBool;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = Arc::clone(&stop);
+    let churner = exiting.then(|| {
+        std::thread::spawn(move || {
+            while !stop2.load(Ordering::Acquire) {
+                std::thread::spawn(|| {}).join().expect("short-lived");
+            }
+        })
+    });
     let barrier = Arc::new(Barrier::new(before as usize + 1));
     let early: Vec<_> = (0..before)
         .map(|_| {
@@ -47,6 +60,10 @@ fn threads(before: u64, after: u64, n: u64) {
         .collect();
     tell("ready", &format!("{:#x}", WORD.as_ptr() as u64));
     assert_eq!(hear(), "go");
+    stop.store(true, Ordering::Release);
+    if let Some(c) = churner {
+        c.join().expect("churner");
+    }
     barrier.wait();
     write_n(n);
     let late: Vec<_> = (0..after)
@@ -83,34 +100,45 @@ fn holder(threads: u64, pieces: u64) {
     drop(w);
 }
 
-/// A spawner thread creates threads (each waits for `go`) until the parent says `stop` — so
-/// threads appear while the parent arms the process. Then every thread writes `n` times.
+/// A spawner thread creates threads (each waits for `go`) as fast as it can, from before
+/// `ready` until the parent says `stop` (at most 400) — so threads appear while the parent
+/// arms the process. Then every thread writes `n` times.
 fn churn(n: u64) {
     use std::sync::atomic::AtomicBool;
+    use std::sync::{Condvar, Mutex};
     let stop = Arc::new(AtomicBool::new(false));
-    let go = Arc::new(AtomicBool::new(false));
+    let go = Arc::new((Mutex::new(false), Condvar::new()));
     let (stop2, go2) = (Arc::clone(&stop), Arc::clone(&go));
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
     let spawner = std::thread::spawn(move || {
         let mut kids = Vec::new();
         while !stop2.load(Ordering::Acquire) && kids.len() < 400 {
             let go = Arc::clone(&go2);
             kids.push(std::thread::spawn(move || {
-                while !go.load(Ordering::Acquire) {
-                    std::thread::sleep(std::time::Duration::from_micros(200));
+                let (flag, cv) = &*go;
+                let mut on = flag.lock().expect("go lock");
+                while !*on {
+                    on = cv.wait(on).expect("go wait");
                 }
+                drop(on);
                 write_n(n);
             }));
-            std::thread::sleep(std::time::Duration::from_micros(100));
+            if kids.len() == 10 {
+                started_tx.send(()).expect("started");
+            }
+            std::thread::yield_now();
         }
         kids
     });
+    started_rx.recv().expect("spawner started");
     tell("ready", &format!("{:#x}", WORD.as_ptr() as u64));
     assert_eq!(hear(), "stop");
     stop.store(true, Ordering::Release);
     let kids = spawner.join().expect("spawner");
     tell("created", &kids.len().to_string());
     assert_eq!(hear(), "go");
-    go.store(true, Ordering::Release);
+    *go.0.lock().expect("go lock") = true;
+    go.1.notify_all();
     for k in kids {
         k.join().expect("kid");
     }
