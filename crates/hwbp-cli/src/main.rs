@@ -9,6 +9,8 @@
 //! Exit status: 0 success; 1 the command failed at run time; 2 the request was refused (bad
 //! flag or spec, an arch rule, a set of watches that does not fit).
 
+#![forbid(unsafe_code)]
+
 use std::ffi::OsString;
 use std::process::ExitCode;
 
