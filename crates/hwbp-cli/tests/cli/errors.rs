@@ -88,7 +88,7 @@ fn bad_input_is_one_line_exit_2_and_leaves_nothing_running() {
                 p.display()
             ),
         )),
-        None => eprintln!("SKIP stripped-binary case: no `strip` on this machine"),
+        None => skip_note!("SKIP stripped-binary case: no `strip` on this machine"),
     }
     for (args, message) in &cases {
         let (status, stdout, stderr) = run(args);
@@ -115,7 +115,7 @@ fn permission_refused_names_the_setting_and_the_fix() {
     let root = std::fs::read_to_string("/proc/self/status")
         .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")));
     if !root || !setpriv.is_ok_and(|o| o.status.success()) {
-        eprintln!("SKIP: needs root and setpriv to run hwbp as another user");
+        skip_note!("SKIP: needs root and setpriv to run hwbp as another user");
         return;
     }
     // hwbp as `nobody`, attaching to a process of root's.

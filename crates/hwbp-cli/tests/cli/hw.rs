@@ -96,7 +96,7 @@ pub fn fixtures() -> Option<&'static Fixtures> {
     match F.get_or_init(build) {
         Ok(f) => Some(f),
         Err(why) => {
-            eprintln!("SKIP: cannot build the C fixtures: {why}");
+            skip_note!("SKIP: cannot build the C fixtures: {why}");
             None
         }
     }

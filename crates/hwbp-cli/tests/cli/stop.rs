@@ -41,7 +41,7 @@ fn stop_target() -> Option<&'static Path> {
     match r {
         Ok(p) => Some(p),
         Err(why) => {
-            eprintln!("SKIP: cannot build the stop-mode fixture: {why}");
+            skip_note!("SKIP: cannot build the stop-mode fixture: {why}");
             None
         }
     }

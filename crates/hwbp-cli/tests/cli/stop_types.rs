@@ -25,7 +25,7 @@ fn stop_types() -> Option<&'static Path> {
     match r {
         Ok(p) => Some(p),
         Err(why) => {
-            eprintln!("SKIP: cannot build the stop_types fixture: {why}");
+            skip_note!("SKIP: cannot build the stop_types fixture: {why}");
             None
         }
     }

@@ -700,7 +700,7 @@ fn status_line_only_on_a_terminal() {
         .output()
         .is_ok_and(|o| o.status.success())
     {
-        eprintln!("SKIP: no `script` (util-linux) to run hwbp on a pseudo-terminal");
+        skip_note!("SKIP: no `script` (util-linux) to run hwbp on a pseudo-terminal");
         return;
     }
     let cmd = format!(

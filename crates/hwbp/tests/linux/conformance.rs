@@ -293,14 +293,14 @@ fn kernel_and_core_agree_on_random_sequences() {
     let cpus: Vec<Cpu> = hwbp::target::online_cpus().unwrap().into_iter().collect();
     let possible = hwbp::target::possible_cpus().unwrap();
     if possible.len() != cpus.len() {
-        eprintln!("SKIP conformance: some possible CPUs are offline ({possible:?} vs {cpus:?})");
+        skip_note!("SKIP conformance: some possible CPUs are offline ({possible:?} vs {cpus:?})");
         return;
     }
     // CPU-bound breakpoints need CAP_PERFMON or perf_event_paranoid <= 0.
     let buf = Box::new([0u64; 32]);
     let probe = PerfEventAttr::breakpoint(&BpAttr::user(buf.as_ptr() as u64, 8, 2));
     if let Err(e) = RealSys.perf_event_open(&probe, Scope::Cpu(cpus[0]), None) {
-        eprintln!("SKIP conformance: the host forbids CPU-bound breakpoints ({e})");
+        skip_note!("SKIP conformance: the host forbids CPU-bound breakpoints ({e})");
         return;
     }
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
@@ -323,7 +323,7 @@ fn kernel_and_core_agree_on_random_sequences() {
         buf_base: buf.as_ptr() as u64,
     };
     if let Err(free) = wait_clean(&threads, &cpus) {
-        eprintln!("SKIP conformance: foreign breakpoints hold slots on this machine: {free:?}");
+        skip_note!("SKIP conformance: foreign breakpoints hold slots on this machine: {free:?}");
         let _ = stop_tx.send(());
         return;
     }

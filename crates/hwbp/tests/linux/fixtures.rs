@@ -88,7 +88,7 @@ fn build() -> Result<Built, String> {
     {
         Ok(s) if s.success() => Some(stripped),
         _ => {
-            eprintln!("NOTE: `strip` is missing; the stripped-binary test will skip");
+            skip_note!("NOTE: `strip` is missing; the stripped-binary test will skip");
             None
         }
     };
@@ -108,7 +108,7 @@ fn build() -> Result<Built, String> {
                 String::from_utf8_lossy(&o.stderr)
             )),
             Err(e) => {
-                eprintln!("NOTE: rustc not runnable ({e}); the Rust fixture tests will skip");
+                skip_note!("NOTE: rustc not runnable ({e}); the Rust fixture tests will skip");
                 Ok(None)
             }
         }
@@ -148,7 +148,7 @@ pub fn built() -> Option<&'static Built> {
     match BUILT.get_or_init(build) {
         Ok(b) => Some(b),
         Err(why) => {
-            eprintln!("SKIP: fixtures not built: {why}");
+            skip_note!("SKIP: fixtures not built: {why}");
             None
         }
     }

@@ -46,7 +46,7 @@ fn stream_refresh_records_exactly_on_a_cpu_that_came_back() {
     let one = match Stream::new(Target::Cpu(c1), spec, &opts) {
         Ok(s) => s,
         Err(e) if matches!(e.errno(), Some(Errno::EACCES | Errno::EPERM)) => {
-            eprintln!("SKIP {test}: the host forbids CPU-bound events: {e}");
+            skip_note!("SKIP {test}: the host forbids CPU-bound events: {e}");
             return;
         }
         Err(e) => panic!("{test}: {e}"),
@@ -59,7 +59,7 @@ fn stream_refresh_records_exactly_on_a_cpu_that_came_back() {
     on_cpu(c1, writes(&word, 100));
     let guard = OnlineGuard(c1);
     if let Err(e) = guard.set(false) {
-        eprintln!("SKIP {test}: cannot offline CPU {c1}: {e}");
+        skip_note!("SKIP {test}: cannot offline CPU {c1}: {e}");
         std::mem::forget(guard);
         return;
     }

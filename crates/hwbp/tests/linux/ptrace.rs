@@ -34,7 +34,7 @@ fn fixture() -> Option<&'static PathBuf> {
         match status {
             Ok(s) if s.success() => Some(out),
             other => {
-                eprintln!("SKIP stop-mode tests: cannot compile the fixture with cc: {other:?}");
+                skip_note!("SKIP stop-mode tests: cannot compile the fixture with cc: {other:?}");
                 None
             }
         }

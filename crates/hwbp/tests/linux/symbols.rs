@@ -261,7 +261,7 @@ fn bad_names_are_explained() {
 fn stripped_binary_is_reported() {
     let Some(b) = built() else { return };
     let Some(stripped) = &b.stripped else {
-        eprintln!("SKIP: no `strip`");
+        skip_note!("SKIP: no `strip`");
         return;
     };
     let mut r = Resolver::new(AddressSpace::single_file(stripped));
@@ -425,7 +425,7 @@ fn library_store_symbolizes_in_the_library() {
 fn rust_statics_by_path() {
     let Some(b) = built() else { return };
     let Some(rust) = &b.rust else {
-        eprintln!("SKIP: no rustc");
+        skip_note!("SKIP: no rustc");
         return;
     };
     let run = Running::start(rust, &["3"]);
@@ -484,7 +484,7 @@ fn check_offline_store(program: &Path, var: &str, function: &str, source: &str, 
 fn rust_store_symbolizes_to_its_line() {
     let Some(b) = built() else { return };
     let Some(rust) = &b.rust else {
-        eprintln!("SKIP: no rustc");
+        skip_note!("SKIP: no rustc");
         return;
     };
     check_offline_store(
@@ -500,7 +500,7 @@ fn rust_store_symbolizes_to_its_line() {
 fn demo_target_balance_and_rogue_line_without_dwarf_variables() {
     let Some(b) = built() else { return };
     let Some(demo) = &b.demo else {
-        eprintln!("SKIP: no rustc");
+        skip_note!("SKIP: no rustc");
         return;
     };
     // Line tables only: the variable is found by its demangled symbol path, size 8.
