@@ -273,11 +273,12 @@ pub fn attach(args: AttachArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn options(_stop: &StopArgs) -> StopOptions {
+fn options(stop: &StopArgs) -> StopOptions {
     StopOptions {
-        // The registers are always read: `rip` names the accessing instruction. `--regs` only
-        // decides whether they are printed.
-        regs: true,
+        // `rip` names the accessing instruction: always read, alone (one PTRACE_PEEKUSER)
+        // unless `--regs` asks for all registers (PTRACE_GETREGS).
+        regs: stop.regs,
+        ip: true,
         ..StopOptions::default()
     }
 }
@@ -304,6 +305,7 @@ struct Session<'a> {
     t0: Option<Instant>,
     last_flush: Instant,
     last_refresh: Option<Instant>,
+    last_site: Option<(u64, Arc<Site>)>,
     reported: u64,
     seen: u64,
     line: String,
@@ -358,6 +360,7 @@ impl<'a> Session<'a> {
             t0: None,
             last_flush: Instant::now(),
             last_refresh: None,
+            last_site: None,
             reported: 0,
             seen: 0,
             line: String::with_capacity(512),
@@ -433,7 +436,7 @@ impl StopHandler for Session<'_> {
         let w = &self.watches[h.watch];
         // x86 data breakpoints trap after the access: `rip` is the next instruction; the
         // symbolizer decodes back to the store, as for a perf sample's IP.
-        let site = match h.regs.map(|r| r.ip()) {
+        let site = match h.ip {
             Some(ip) if ip != 0 => self.site(ip),
             _ => Arc::new(unknown_site(0)),
         };
@@ -502,6 +505,20 @@ impl Session<'_> {
     /// The symbolized accessing instruction for a trap IP; an IP in no known module (a library
     /// loaded since, `dlopen`) re-reads the memory map, at most once a second.
     fn site(&mut self, ip: u64) -> Arc<Site> {
+        // A watch is usually hit from a few stores: the last site is reused as is.
+        if let Some((last, site)) = &self.last_site {
+            if *last == ip {
+                return site.clone();
+            }
+        }
+        let site = self.site_uncached(ip);
+        if site.module.is_some() {
+            self.last_site = Some((ip, site.clone()));
+        }
+        site
+    }
+
+    fn site_uncached(&mut self, ip: u64) -> Arc<Site> {
         let site = self.symbolizer.site(ip);
         if site.module.is_some() || self.last_refresh.is_some_and(|t| t.elapsed().as_secs() < 1) {
             return site;
@@ -510,6 +527,7 @@ impl Session<'_> {
         match AddressSpace::from_pid(self.pid.get() as u32) {
             Ok(space) => {
                 self.symbolizer.set_space(space);
+                self.last_site = None;
                 self.cache = SiteCache::default();
                 self.symbolizer.site(ip)
             }

@@ -64,6 +64,9 @@ impl WatchSpec {
 pub struct StopOptions {
     /// Read the general-purpose registers at each reported hit (`--regs`).
     pub regs: bool,
+    /// Read only the instruction pointer at each reported hit (one `PTRACE_PEEKUSER` instead
+    /// of `PTRACE_GETREGS`), into [`Hit::ip`]. Implied by `regs`.
+    pub ip: bool,
     /// Stop every other thread while a hit is reported (gdb's all-stop). Costs one
     /// `PTRACE_INTERRUPT` + wait per other running thread per reported hit.
     pub all_stop: bool,
@@ -76,6 +79,7 @@ impl Default for StopOptions {
     fn default() -> Self {
         StopOptions {
             regs: false,
+            ip: false,
             all_stop: true,
             kill_on_tracer_death: false,
         }
@@ -133,6 +137,9 @@ pub struct Hit<'a> {
     pub condition_error: Option<EvalError>,
     /// Registers, when [`StopOptions::regs`] is set.
     pub regs: Option<Regs>,
+    /// The instruction pointer (the instruction after the access), when
+    /// [`StopOptions::ip`] or [`StopOptions::regs`] is set.
+    pub ip: Option<u64>,
     /// Hits seen so far in this session, this one included (filtered ones too).
     pub seq: u64,
 }

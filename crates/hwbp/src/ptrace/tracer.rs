@@ -63,6 +63,11 @@ pub struct Tracer {
     shutdown_requested: Option<i32>,
     released: bool,
     hits: u64,
+    /// With shutdown signals blocked: a status may be waiting whose SIGCHLD was already
+    /// taken by `sigwaitinfo` (SIGCHLD does not queue: one may stand for several statuses),
+    /// so `waitpid(WNOHANG)` must be tried before sleeping. False only after a status that
+    /// rules that out ([`Tracer::sole_thread_stop`]) or an empty `waitpid(WNOHANG)`.
+    maybe_pending: bool,
     /// Threads whose death was reaped. A clone event can be reported after the new thread
     /// already lived and died (the parent was preempted between creating it and its event
     /// stop); such a thread must not be recorded as running. Reused ids leave the set.
@@ -142,6 +147,7 @@ impl Tracer {
             shutdown_requested: None,
             released: false,
             hits: 0,
+            maybe_pending: true,
             reaped: HashSet::new(),
             _same_thread: std::marker::PhantomData,
         }
@@ -414,13 +420,17 @@ impl Tracer {
             return Ok(Ok(wall(false)?.expect("blocking wait returns a status")));
         }
         loop {
-            if let Some(st) = wall(true)? {
-                return Ok(Ok(st));
+            if self.maybe_pending {
+                if let Some(st) = wall(true)? {
+                    self.maybe_pending = !self.sole_thread_stop(&st);
+                    return Ok(Ok(st));
+                }
+                self.maybe_pending = false;
             }
-            let mut set = sys::SHUTDOWN_SIGNALS.to_vec();
-            set.push(libc::SIGCHLD);
-            match sys::wait_signal(&set) {
-                Ok(libc::SIGCHLD) | Err(Errno(libc::EINTR)) => {}
+            // No allocation on the hot path (one `sigwaitinfo` per hit).
+            let [a, b, c] = sys::SHUTDOWN_SIGNALS;
+            match sys::wait_signal(&[a, b, c, libc::SIGCHLD]) {
+                Ok(libc::SIGCHLD) | Err(Errno(libc::EINTR)) => self.maybe_pending = true,
                 Ok(sig) => {
                     self.shutdown_requested = Some(sig);
                     if shutdown_ends {
@@ -430,6 +440,18 @@ impl Tracer {
                 Err(errno) => return Err(TraceError::Wait { errno }),
             }
         }
+    }
+
+    /// Whether `st` is a signal stop (no ptrace event) of the only traced thread: then no
+    /// other status can be pending, so the next wait may sleep in `sigwaitinfo` without a
+    /// `waitpid(WNOHANG)` first (one system call less per hit for single-threaded targets).
+    /// A clone event is excluded: the new thread's first stop may already be pending, its
+    /// SIGCHLD merged into the one taken.
+    fn sole_thread_stop(&self, st: &WaitStatus) -> bool {
+        self.threads.len() == 1
+            && self.deferred.is_empty()
+            && self.threads.contains_key(&st.tid)
+            && matches!(stopped(st.status), Some((_, 0)))
     }
 
     /// Runs until the target exits, a handler verdict ends the session, or a shutdown signal
@@ -598,6 +620,11 @@ impl Tracer {
             } else {
                 None
             };
+            let ip = match regs {
+                Some(r) => Some(r.ip()),
+                None if self.opts.ip => sys::peek_ip(tid).ok(),
+                None => None,
+            };
             let w = &self.watches[wi];
             let hit = Hit {
                 tid,
@@ -609,6 +636,7 @@ impl Tracer {
                 new_value,
                 condition_error,
                 regs,
+                ip,
                 seq: self.hits,
             };
             verdict = handler.hit(&hit);

@@ -231,6 +231,24 @@ pub fn poke_debugreg(tid: Tid, n: u32, value: u64) -> Result<(), Errno> {
     check(r).map(drop)
 }
 
+/// `PTRACE_PEEKUSER` of the instruction pointer (`regs.rip` in `struct user`): one word,
+/// cheaper than [`regs`] when only the IP is needed.
+pub fn peek_ip(tid: Tid) -> Result<u64, Errno> {
+    let off =
+        std::mem::offset_of!(libc::user, regs) + std::mem::offset_of!(libc::user_regs_struct, rip);
+    // SAFETY: __errno_location() is this thread's errno; writing 0 is allowed.
+    unsafe { *libc::__errno_location() = 0 };
+    // SAFETY: PEEKUSER with an offset inside `struct user`; no pointers are passed.
+    let r = unsafe { libc::ptrace(libc::PTRACE_PEEKUSER, tid.0, off, 0usize) };
+    if r == -1 {
+        let e = Errno::last();
+        if e.0 != 0 {
+            return Err(e);
+        }
+    }
+    Ok(r as u64)
+}
+
 /// `PTRACE_GETREGS`: the thread's general-purpose registers.
 pub fn regs(tid: Tid) -> Result<libc::user_regs_struct, Errno> {
     let mut regs = MaybeUninit::<libc::user_regs_struct>::zeroed();

@@ -114,6 +114,8 @@ struct Recorder {
     on_exec: Option<ExecVerdict>,
     break_at: Option<usize>,
     rip_seen: Vec<u64>,
+    /// `Hit::ip` of each hit (`None` when neither `ip` nor `regs` was asked).
+    ip_seen: Vec<Option<u64>>,
     detach_at: Option<usize>,
     /// All-stop check: at each hit, every other thread of this process must be stopped.
     check_all_stopped: Option<i32>,
@@ -147,6 +149,7 @@ impl StopHandler for Recorder {
         if let Some(r) = hit.regs {
             self.rip_seen.push(r.ip());
         }
+        self.ip_seen.push(hit.ip);
         if let Some(pid) = self.check_all_stopped {
             // 't' = ptrace stop; a thread that already exited may show as zombie or dead.
             let running = other_thread_states(pid, hit.tid)
@@ -377,6 +380,31 @@ fn registers_and_pieces_of_an_unaligned_region() {
         "{:x?}",
         &rec.rip_seen[..3]
     );
+}
+
+#[test]
+fn ip_alone_is_the_registers_rip() {
+    let (bin, _hw) = fixture_or_skip!();
+    let w = WatchSpec::write(Region::new(target_addr(bin), 8));
+    let mut runs = Vec::new();
+    for (regs, ip) in [(true, false), (false, true), (false, false)] {
+        let out = out_file(&format!("ip-{regs}-{ip}"));
+        let opts = StopOptions {
+            regs,
+            ip,
+            ..StopOptions::default()
+        };
+        let mut t = spawn(bin, &["seq", "20", "nowait"], &out, vec![w.clone()], opts);
+        let mut rec = Recorder::default();
+        assert_eq!(t.run(&mut rec).unwrap(), RunEnd::Exited(0));
+        assert_eq!(rec.hits.len(), 20);
+        assert_eq!(rec.rip_seen.len(), if regs { 20 } else { 0 });
+        runs.push(rec.ip_seen);
+    }
+    // One PTRACE_PEEKUSER of rip gives what PTRACE_GETREGS gives; neither asked: no IP.
+    assert!(runs[0].iter().all(Option::is_some), "{:x?}", runs[0]);
+    assert_eq!(runs[0], runs[1]);
+    assert_eq!(runs[2], vec![None; 20]);
 }
 
 struct Target {
