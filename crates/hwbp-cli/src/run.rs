@@ -174,6 +174,28 @@ pub fn arm(pid: Pid, watches: &[WatchInfo], backtrace: bool) -> Result<Sampler, 
     })
 }
 
+/// What to tell the user when another process's threads were armed while it ran, not held
+/// still: threads it created during arming may then be missed or counted twice.
+pub fn live_note(pid: Pid, arming: hwbp::Arming) -> Option<String> {
+    use hwbp::LiveReason;
+    let hwbp::Arming::Live(why) = arming else {
+        return None;
+    };
+    let why = match why {
+        LiveReason::Traced { tid, tracer } => {
+            format!("thread {tid} is traced by {tracer}, so it could not be held still")
+        }
+        LiveReason::NotPermitted { tid, errno } => format!(
+            "ptrace of thread {tid} was refused ({errno}; Yama ptrace_scope or permissions)"
+        ),
+        LiveReason::Requested | LiveReason::CallingProcess => return None,
+    };
+    Some(format!(
+        "note: pid {pid} was armed while it ran ({why}): a thread it creates during arming \
+         may be missed or counted twice"
+    ))
+}
+
 /// Plans every watch into one thread's debug registers first, so a set that cannot fit (or
 /// an access the arch refuses) is named before anything is opened.
 pub fn check_fit(watches: &[WatchInfo]) -> Result<(), Failure> {
@@ -303,6 +325,9 @@ pub fn attach(args: AttachArgs) -> Result<ExitCode, Failure> {
     let duration = duration(args.duration)?;
     let (watches, mut symbolizer) = resolve(pid, &args.watches.watch)?;
     let sampler = arm(pid, &watches, args.report.backtrace)?;
+    if let Some(note) = live_note(pid, sampler.arming()) {
+        crate::messages::note(&note);
+    }
     let mem = Memory::open(pid);
     let initial = watches.iter().map(|w| mem.read(w)).collect();
     let mut out = Out::to(args.report.output.as_deref())?;

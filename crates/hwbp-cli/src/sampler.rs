@@ -25,8 +25,9 @@ use hwbp::attr::{Flag, PerfEventAttr};
 use hwbp::error::{At, ErrorCtx, Holders, Op};
 use hwbp::ring::record::{sample_bits as b, Record, Sample, SampleFormat};
 use hwbp::ring::{PerfRing, RingStats};
+use hwbp::seize::{Outcome, Seized};
 use hwbp::sys::{Cpu, Errno, Ioctl, Pid, RealSys, Scope, Sys, Tid};
-use hwbp::{target, Error};
+use hwbp::{target, Arming, Error, LiveReason};
 use hwbp_core::arch::{Arch, Chunk, NativeArch};
 use hwbp_core::Spec;
 
@@ -68,6 +69,8 @@ pub struct Sampler {
     /// (event id, watch index), sorted by id.
     ids: Vec<(u64, usize)>,
     unknown_ids: u64,
+    /// How the threads were armed: held still (exact) or live (with the reason).
+    arming: Arming,
 }
 
 /// One decoded hit: which watch, and the sample.
@@ -108,11 +111,27 @@ impl Sampler {
             events: Vec::new(),
             ids: Vec::new(),
             unknown_ids: 0,
+            arming: Arming::NotProcess,
         };
         let sys = RealSys;
+        // Hold another process still (ptrace seize + interrupt, invisible to job control)
+        // while its threads are armed: the listing below is then the whole process and no
+        // thread is created or inherits meanwhile, so each is armed exactly once
+        // (`hwbp::seize`). The guard detaches them when this function returns. Where that is
+        // impossible (this process, a thread already traced — e.g. `run`'s own child, held at
+        // its entry point with one thread — or ptrace refused) arm live and record why.
+        let _held;
+        (_held, s.arming) = if pid == Pid::current() {
+            (None, Arming::Live(LiveReason::CallingProcess))
+        } else {
+            match Seized::freeze(pid)? {
+                Outcome::Held(h) => (Some(h), Arming::Seized),
+                Outcome::Live(why) => (None, Arming::Live(why)),
+            }
+        };
         let mut done: BTreeSet<Tid> = BTreeSet::new();
-        // Re-list until a listing shows no thread that has not been armed (see
-        // `hwbp::watch` for why that closes the race with thread creation).
+        // Re-list until a listing shows no thread that has not been armed (live arming: see
+        // `hwbp::watch` for what that closes of the race with thread creation and what not).
         loop {
             let new: Vec<Tid> = target::list_threads(pid)?
                 .difference(&done)
@@ -181,6 +200,12 @@ impl Sampler {
             })?;
         }
         Ok(s)
+    }
+
+    /// How the threads were armed: held still with ptrace (each thread exactly once), or live
+    /// and why.
+    pub fn arming(&self) -> Arming {
+        self.arming
     }
 
     #[allow(clippy::too_many_arguments)]

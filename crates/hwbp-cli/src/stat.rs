@@ -82,6 +82,15 @@ impl Counting {
         Ok(Counting::Exact(armed))
     }
 
+    /// How the process's threads were armed (the first watch's, for exact counting: each
+    /// watch is armed on its own).
+    fn arming(&self) -> hwbp::Arming {
+        match self {
+            Counting::PerThread(s, _, _) => s.arming(),
+            Counting::Exact(w) => w.first().map_or(hwbp::Arming::NotProcess, |w| w.arming()),
+        }
+    }
+
     fn drain(&mut self) {
         if let Counting::PerThread(s, counts, names) = self {
             s.drain(
@@ -119,6 +128,9 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             .map_err(|e| Failure::failed(anyhow!("installing the SIGINT handler: {e}")))?;
         let (w, _) = cmd::resolve(pid, &args.watches.watch)?;
         counting = Counting::arm(pid, &w, args.per_thread)?;
+        if let Some(note) = cmd::live_note(pid, counting.arming()) {
+            crate::messages::note(&note);
+        }
         watches = w;
         what = format!("process {pid}");
         crate::messages::note(&format!(

@@ -688,6 +688,8 @@ mod sim {
     }
 }
 
+#[path = "cli/attach_churn.rs"]
+mod attach_churn;
 #[path = "cli/errors.rs"]
 mod errors;
 #[path = "cli/hw.rs"]

@@ -88,7 +88,7 @@ enum State {
 
 /// What [`Seized::freeze`] achieved.
 #[derive(Debug)]
-pub(crate) enum Outcome {
+pub enum Outcome {
     /// Every thread of the process is in a ptrace stop until the guard is dropped.
     Held(Seized),
     /// Could not hold it (nothing is left attached); arm live for this reason.
@@ -97,7 +97,7 @@ pub(crate) enum Outcome {
 
 /// Every thread of a process held in a ptrace stop; dropping it detaches them all.
 #[derive(Debug)]
-pub(crate) struct Seized {
+pub struct Seized {
     pid: Pid,
     threads: BTreeMap<Tid, State>,
     /// The tracer is this thread: not `Send`.
@@ -114,7 +114,7 @@ impl Seized {
     /// ptrace is not permitted. A thread in an uninterruptible sleep delays this until it
     /// leaves it (a ptrace stop takes effect on its way back to user space; it cannot be
     /// detached before).
-    pub(crate) fn freeze(pid: Pid) -> Result<Outcome, Error> {
+    pub fn freeze(pid: Pid) -> Result<Outcome, Error> {
         let me = Tid::current();
         let mut s = Seized {
             pid,
