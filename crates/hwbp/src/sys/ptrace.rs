@@ -29,7 +29,8 @@ const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
 /// `si_code` of a perf `sigtrap` event's SIGTRAP (`TRAP_PERF`, since 5.13).
 pub const TRAP_PERF: i32 = 6;
 
-fn check(ret: libc::c_long) -> Result<libc::c_long, Errno> {
+/// `Err(errno)` for a `-1` return, else the value.
+pub(super) fn check(ret: libc::c_long) -> Result<libc::c_long, Errno> {
     if ret == -1 {
         Err(Errno::last())
     } else {
@@ -246,6 +247,13 @@ pub fn set_regs(tid: Tid, regs: &libc::user_regs_struct) -> Result<(), Errno> {
         )
     };
     check(r).map(drop)
+}
+
+/// Sets the thread's instruction pointer (`PTRACE_GETREGS` + `PTRACE_SETREGS`).
+pub fn set_ip(tid: Tid, ip: u64) -> Result<(), Errno> {
+    let mut r = regs(tid)?;
+    r.rip = ip;
+    set_regs(tid, &r)
 }
 
 /// `process_vm_readv`: copies `buf.len()` bytes at `addr` of the thread's process.
