@@ -25,6 +25,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::sys::launch::{self as sys, WaitStatus};
+use crate::sys::ptrace as pt;
 use crate::sys::{Errno, Pid};
 
 /// How a program ended.
@@ -187,10 +188,15 @@ pub fn spawn_at_entry(program: &OsStr, args: &[OsString]) -> Result<Stopped, Lau
     };
     // The exec stop.
     stopped.wait_trap()?;
-    sys::set_options(pid, sys::O_EXITKILL).map_err(sys_err("PTRACE_SETOPTIONS"))?;
+    pt::set_options(pid.leader(), pt::OPT_EXITKILL).map_err(sys_err("PTRACE_SETOPTIONS"))?;
     stopped.entry = entry_point(pid).ok_or(LaunchError::NoEntry)?;
     stopped.run_to_entry()?;
     Ok(stopped)
+}
+
+/// The tracee's instruction pointer (`PTRACE_GETREGS`, x86-64 `rip`).
+fn ip(pid: Pid) -> Result<u64, Errno> {
+    pt::regs(pid.leader()).map(|r| r.rip)
 }
 
 impl Stopped {
@@ -210,7 +216,7 @@ impl Stopped {
             match sys::wait(self.pid, true).map_err(sys_err("waitpid"))? {
                 Some(WaitStatus::Stopped(libc::SIGTRAP, _)) => return Ok(()),
                 Some(WaitStatus::Stopped(sig, _)) => {
-                    sys::cont(self.pid, sig).map_err(sys_err("PTRACE_CONT"))?
+                    pt::cont(self.pid.leader(), sig).map_err(sys_err("PTRACE_CONT"))?
                 }
                 Some(WaitStatus::Exited(c)) => {
                     self.live = false;
@@ -231,25 +237,26 @@ impl Stopped {
 
     #[cfg(target_arch = "x86_64")]
     fn run_to_entry(&mut self) -> Result<(), LaunchError> {
-        let word = sys::peek_text(self.pid, self.entry).map_err(sys_err("PTRACE_PEEKTEXT"))?;
+        let word =
+            pt::peek_text(self.pid.leader(), self.entry).map_err(sys_err("PTRACE_PEEKTEXT"))?;
         // int3 = 0xcc in the lowest byte (little-endian: the byte at `entry`).
-        sys::poke_text(self.pid, self.entry, (word & !0xff) | 0xcc)
+        pt::poke_text(self.pid.leader(), self.entry, (word & !0xff) | 0xcc)
             .map_err(sys_err("PTRACE_POKETEXT"))?;
         self.saved = Some(word);
-        sys::cont(self.pid, 0).map_err(sys_err("PTRACE_CONT"))?;
+        pt::cont(self.pid.leader(), 0).map_err(sys_err("PTRACE_CONT"))?;
         loop {
             self.wait_trap()?;
             // int3 traps with the IP after it.
-            let ip = sys::get_ip(self.pid).map_err(sys_err("PTRACE_GETREGS"))?;
+            let ip = ip(self.pid).map_err(sys_err("PTRACE_GETREGS"))?;
             if ip == self.entry.wrapping_add(1) {
                 break;
             }
             // Another SIGTRAP (the program raised one): deliver it.
-            sys::cont(self.pid, libc::SIGTRAP).map_err(sys_err("PTRACE_CONT"))?;
+            pt::cont(self.pid.leader(), libc::SIGTRAP).map_err(sys_err("PTRACE_CONT"))?;
         }
-        sys::poke_text(self.pid, self.entry, word).map_err(sys_err("PTRACE_POKETEXT"))?;
+        pt::poke_text(self.pid.leader(), self.entry, word).map_err(sys_err("PTRACE_POKETEXT"))?;
         self.saved = None;
-        sys::set_ip(self.pid, self.entry).map_err(sys_err("PTRACE_SETREGS"))?;
+        pt::set_ip(self.pid.leader(), self.entry).map_err(sys_err("PTRACE_SETREGS"))?;
         Ok(())
     }
 
@@ -260,7 +267,7 @@ impl Stopped {
 
     /// Detaches: the program runs on, untraced. Returns the handle to wait for it.
     pub fn resume(mut self) -> Result<Child, LaunchError> {
-        sys::detach(self.pid, 0).map_err(sys_err("PTRACE_DETACH"))?;
+        pt::detach(self.pid.leader(), 0).map_err(sys_err("PTRACE_DETACH"))?;
         self.live = false;
         Ok(Child {
             pid: self.pid,
@@ -275,7 +282,7 @@ impl Stopped {
     /// Nothing of it has run since the entry point. The caller owns the stopped process from
     /// here: it must attach, or kill and reap it.
     pub fn detach_stopped(mut self) -> Result<Pid, LaunchError> {
-        sys::detach(self.pid, libc::SIGSTOP).map_err(sys_err("PTRACE_DETACH"))?;
+        pt::detach(self.pid.leader(), libc::SIGSTOP).map_err(sys_err("PTRACE_DETACH"))?;
         self.live = false;
         Ok(self.pid)
     }
@@ -286,12 +293,12 @@ impl Stopped {
     /// for the main thread are passed on by [`Child::poll`] (so they wait for its next call);
     /// a job-control stop of the main thread is not kept (it is resumed).
     pub fn resume_until_exit(mut self) -> Result<Child, LaunchError> {
-        sys::set_options(
-            self.pid,
-            sys::O_EXITKILL | sys::O_TRACEEXIT | sys::O_TRACEEXEC,
+        pt::set_options(
+            self.pid.leader(),
+            pt::OPT_EXITKILL | pt::OPT_TRACEEXIT | pt::OPT_TRACEEXEC,
         )
         .map_err(sys_err("PTRACE_SETOPTIONS"))?;
-        sys::cont(self.pid, 0).map_err(sys_err("PTRACE_CONT"))?;
+        pt::cont(self.pid.leader(), 0).map_err(sys_err("PTRACE_CONT"))?;
         self.live = false;
         Ok(Child {
             pid: self.pid,
@@ -305,7 +312,7 @@ impl Stopped {
 impl Drop for Stopped {
     fn drop(&mut self) {
         if self.live {
-            let _ = sys::kill(self.pid, libc::SIGKILL);
+            let _ = pt::kill(self.pid.get(), libc::SIGKILL);
             let _ = sys::wait(self.pid, true);
         }
     }
@@ -350,16 +357,16 @@ impl Child {
     /// Handles a ptrace stop of a traced child: the exit stop is kept, anything else is
     /// resumed (a signal-delivery-stop with its signal).
     fn on_stop(&mut self, sig: i32, event: i32) -> Result<(), Errno> {
-        if event == sys::EVENT_EXIT {
+        if event == pt::EVENT_EXIT {
             self.exiting = true;
             return Ok(());
         }
-        let pass = if event == 0 && sys::is_signal_delivery_stop(self.pid) {
+        let pass = if event == 0 && pt::siginfo(self.pid.leader()).is_ok() {
             sig
         } else {
             0
         };
-        sys::cont(self.pid, pass)
+        pt::cont(self.pid.leader(), pass)
     }
 
     /// Where it is, without blocking (reaps it if it ended).
@@ -399,8 +406,8 @@ impl Child {
             if self.exiting {
                 self.exiting = false;
                 // Untraced from here: it finishes exiting on its own.
-                if sys::detach(self.pid, 0).is_err() {
-                    sys::cont(self.pid, 0)?;
+                if pt::detach(self.pid.leader(), 0).is_err() {
+                    pt::cont(self.pid.leader(), 0)?;
                 }
                 self.traced = false;
             }
@@ -419,7 +426,7 @@ impl Child {
         if self.status.is_some() {
             return Ok(());
         }
-        sys::kill(self.pid, sig)
+        pt::kill(self.pid.get(), sig)
     }
 }
 
@@ -427,7 +434,7 @@ impl Drop for Child {
     /// A traced child is never left stopped: it is detached (or continued) so it runs on.
     fn drop(&mut self) {
         if self.traced && self.status.is_none() {
-            let _ = sys::detach(self.pid, 0);
+            let _ = pt::detach(self.pid.leader(), 0);
         }
     }
 }
@@ -461,7 +468,7 @@ mod tests {
         // At the entry point, not the exec stop: the loader has mapped libc already.
         #[cfg(target_arch = "x86_64")]
         {
-            assert_eq!(sys::get_ip(pid), Ok(stopped.entry()));
+            assert_eq!(ip(pid), Ok(stopped.entry()));
             let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
             assert!(maps.contains("libc"), "{maps}");
         }

@@ -104,10 +104,6 @@ pub struct Seized {
     _not_send: PhantomData<*const ()>,
 }
 
-fn ptid(t: Tid) -> pt::Tid {
-    pt::Tid(t.get())
-}
-
 impl Seized {
     /// Seizes and stops every thread of `pid` (see the module docs). Falls back (returns
     /// [`Outcome::Live`], with everything detached) when a thread is traced by someone else or
@@ -131,12 +127,12 @@ impl Seized {
                 if s.threads.contains_key(&tid) {
                     continue;
                 }
-                match pt::seize(ptid(tid), pt::OPT_TRACECLONE) {
+                match pt::seize(tid, pt::OPT_TRACECLONE) {
                     Ok(()) => {
                         s.threads.insert(tid, State::Running);
                         grew = true;
                         // ESRCH: it is exiting; its exit is reported to us by wait.
-                        let _ = pt::interrupt(ptid(tid));
+                        let _ = pt::interrupt(tid);
                     }
                     // Gone between listing and seizing.
                     Err(e) if e.0 == libc::ESRCH => {}
@@ -158,7 +154,7 @@ impl Seized {
                                 return Ok(Outcome::Live(LiveReason::Traced { tid, tracer }))
                             }
                             None => {
-                                let errno = Errno(e.0);
+                                let errno = e;
                                 return Ok(Outcome::Live(LiveReason::NotPermitted { tid, errno }));
                             }
                         }
@@ -228,7 +224,7 @@ impl Seized {
             pt::WaitKind::Stopped { event, sig } => {
                 if event == pt::EVENT_CLONE {
                     // The new thread is attached to us and starts in a PTRACE_EVENT_STOP.
-                    if let Some(child) = pt::event_msg(ptid(tid))
+                    if let Some(child) = pt::event_msg(tid)
                         .ok()
                         .and_then(|m| i32::try_from(m).ok())
                         .and_then(Tid::new)
@@ -252,14 +248,14 @@ impl Drop for Seized {
         // needs a ptrace stop).
         for (tid, s) in &self.threads {
             if *s == State::Running {
-                let _ = pt::interrupt(ptid(*tid));
+                let _ = pt::interrupt(*tid);
             }
         }
         self.wait_all_stopped();
         for (tid, s) in &self.threads {
             if let State::Stopped { sig } = s {
                 // ESRCH: killed meanwhile (SIGKILL needs no ptrace stop).
-                let _ = pt::detach(ptid(*tid), *sig);
+                let _ = pt::detach(*tid, *sig);
             }
         }
     }

@@ -279,12 +279,14 @@ impl fmt::Display for TraceError {
             }
             TraceError::Ptrace { op, tid, errno } => write!(
                 f,
-                "{op} on thread {tid} failed: {errno}; EPERM means missing rights (same user, \
-                 CAP_SYS_PTRACE, or kernel.yama.ptrace_scope), ESRCH that the thread is gone"
+                "{op} on thread {tid} failed: {}; EPERM means missing rights (same user, \
+                 CAP_SYS_PTRACE, or kernel.yama.ptrace_scope), ESRCH that the thread is gone",
+                errno.coded()
             ),
             TraceError::Spawn { errno } => write!(
                 f,
-                "could not start the program: {errno} (ENOENT: not found or not executable)"
+                "could not start the program: {} (ENOENT: not found or not executable)",
+                errno.coded()
             ),
             TraceError::Plan(e) => write!(f, "cannot plan the watch: {e:?}"),
             TraceError::TooManyPieces { needed, capacity } => write!(
@@ -294,11 +296,12 @@ impl fmt::Display for TraceError {
             ),
             TraceError::Arm { tid, addr, errno } => write!(
                 f,
-                "could not arm the watch at {addr:#x} on thread {tid}: {errno}; ENOSPC means \
+                "could not arm the watch at {addr:#x} on thread {tid}: {}; ENOSPC means \
                  another debugger or perf user holds the thread's debug registers, EACCES/EPERM \
-                 missing rights"
+                 missing rights",
+                errno.coded()
             ),
-            TraceError::Wait { errno } => write!(f, "waitpid failed: {errno}"),
+            TraceError::Wait { errno } => write!(f, "waitpid failed: {}", errno.coded()),
         }
     }
 }

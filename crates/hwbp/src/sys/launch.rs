@@ -1,11 +1,13 @@
-//! The launcher's system calls: fork + `PTRACE_TRACEME` + exec, `waitpid`, the few ptrace
-//! requests that run a fresh process to its entry point, `kill`, and the SIGINT/SIGTERM flag.
+//! The launcher's system calls: fork + `PTRACE_TRACEME` + exec, `waitpid` decoded for the
+//! launcher, and the SIGINT/SIGTERM flag. The ptrace requests that run a fresh process to its
+//! entry point (and `kill`) are [`super::ptrace`]'s, shared with stop mode.
 //!
 //! Not for: policy (see [`crate::launch`]) or debugging a process (the `ptrace` backend).
 
 use std::ffi::{CStr, CString};
 use std::sync::atomic::{AtomicI32, Ordering};
 
+use super::ptrace::check;
 use super::{Errno, Pid};
 
 /// How a child changed state (`waitpid(2)`).
@@ -17,14 +19,6 @@ pub enum WaitStatus {
     Signaled(i32),
     /// `WIFSTOPPED`: the stop signal (a ptrace stop) and the `PTRACE_EVENT_*` (0 = none).
     Stopped(i32, i32),
-}
-
-fn check(ret: libc::c_long) -> Result<libc::c_long, Errno> {
-    if ret < 0 {
-        Err(Errno::last())
-    } else {
-        Ok(ret)
-    }
 }
 
 /// Forks; the child asks to be traced (`PTRACE_TRACEME`) and execs `path` with `argv`, so it
@@ -92,21 +86,13 @@ pub fn spawn_traced(path: &CStr, argv: &[CString]) -> Result<Pid, Errno> {
 /// `waitpid(pid, __WALL | (WNOHANG if !block))`, retried on EINTR when blocking; `Ok(None)`
 /// when not blocking and nothing changed.
 pub fn wait(pid: Pid, block: bool) -> Result<Option<WaitStatus>, Errno> {
-    let flags = libc::__WALL | if block { 0 } else { libc::WNOHANG };
     loop {
-        let mut status: libc::c_int = 0;
-        // SAFETY: `status` is a live c_int.
-        let r = unsafe { libc::waitpid(pid.get(), &mut status, flags) };
-        if r < 0 {
-            let e = Errno::last();
-            if e == Errno::EINTR && block {
-                continue;
-            }
-            return Err(e);
-        }
-        if r == 0 {
-            return Ok(None);
-        }
+        let status = match super::ptrace::wait_any_thread(pid.get(), !block) {
+            Err(e) if e == Errno::EINTR && block => continue,
+            Err(e) => return Err(e),
+            Ok(None) => return Ok(None),
+            Ok(Some(w)) => w.status,
+        };
         return Ok(Some(if libc::WIFEXITED(status) {
             WaitStatus::Exited(libc::WEXITSTATUS(status))
         } else if libc::WIFSIGNALED(status) {
@@ -115,127 +101,6 @@ pub fn wait(pid: Pid, block: bool) -> Result<Option<WaitStatus>, Errno> {
             WaitStatus::Stopped(libc::WSTOPSIG(status), (status >> 16) & 0xff)
         }));
     }
-}
-
-fn ptrace(req: libc::c_uint, pid: Pid, addr: u64, data: u64) -> Result<libc::c_long, Errno> {
-    // SAFETY: only requests that take integer addr/data are passed here (SETOPTIONS, POKETEXT,
-    // CONT, DETACH); none dereferences memory of ours.
-    check(unsafe {
-        libc::ptrace(
-            req,
-            pid.get(),
-            addr as *mut libc::c_void,
-            data as *mut libc::c_void,
-        )
-    })
-}
-
-/// `PTRACE_SETOPTIONS`.
-pub fn set_options(pid: Pid, options: u64) -> Result<(), Errno> {
-    ptrace(libc::PTRACE_SETOPTIONS, pid, 0, options).map(drop)
-}
-
-/// `PTRACE_O_EXITKILL`: the tracee is killed if the tracer exits.
-pub const O_EXITKILL: u64 = libc::PTRACE_O_EXITKILL as u64;
-/// `PTRACE_O_TRACEEXIT`: stop at `PTRACE_EVENT_EXIT`, before the memory is released.
-pub const O_TRACEEXIT: u64 = libc::PTRACE_O_TRACEEXIT as u64;
-/// `PTRACE_O_TRACEEXEC`: an exec is a `PTRACE_EVENT_EXEC` stop, not a plain SIGTRAP.
-pub const O_TRACEEXEC: u64 = libc::PTRACE_O_TRACEEXEC as u64;
-/// `PTRACE_EVENT_EXIT`.
-pub const EVENT_EXIT: i32 = libc::PTRACE_EVENT_EXIT;
-
-/// Whether the tracee's current stop is a signal-delivery-stop (`PTRACE_GETSIGINFO`
-/// succeeds) rather than a group-stop (it fails with `EINVAL`).
-pub fn is_signal_delivery_stop(pid: Pid) -> bool {
-    // SAFETY: siginfo_t is plain data; GETSIGINFO fills the live struct we pass.
-    unsafe {
-        let mut info: libc::siginfo_t = std::mem::zeroed();
-        libc::ptrace(
-            libc::PTRACE_GETSIGINFO,
-            pid.get(),
-            std::ptr::null_mut::<libc::c_void>(),
-            &mut info as *mut libc::siginfo_t,
-        ) == 0
-    }
-}
-
-/// `PTRACE_PEEKTEXT`: one word of the tracee's memory.
-pub fn peek_text(pid: Pid, addr: u64) -> Result<u64, Errno> {
-    // PEEKTEXT returns the word; -1 is a valid word, so errno tells failures apart.
-    // SAFETY: __errno_location returns this thread's errno slot; PEEKTEXT takes integer args.
-    unsafe {
-        *libc::__errno_location() = 0;
-        let v = libc::ptrace(
-            libc::PTRACE_PEEKTEXT,
-            pid.get(),
-            addr as *mut libc::c_void,
-            std::ptr::null_mut::<libc::c_void>(),
-        );
-        if v == -1 && *libc::__errno_location() != 0 {
-            return Err(Errno::last());
-        }
-        Ok(v as u64)
-    }
-}
-
-/// `PTRACE_POKETEXT`.
-pub fn poke_text(pid: Pid, addr: u64, word: u64) -> Result<(), Errno> {
-    ptrace(libc::PTRACE_POKETEXT, pid, addr, word).map(drop)
-}
-
-/// `PTRACE_CONT` with signal `sig` (0 = none).
-pub fn cont(pid: Pid, sig: i32) -> Result<(), Errno> {
-    ptrace(libc::PTRACE_CONT, pid, 0, sig as u64).map(drop)
-}
-
-/// `PTRACE_DETACH`: the tracee runs on with signal `sig` (0 = none).
-pub fn detach(pid: Pid, sig: i32) -> Result<(), Errno> {
-    ptrace(libc::PTRACE_DETACH, pid, 0, sig as u64).map(drop)
-}
-
-/// The tracee's instruction pointer (`PTRACE_GETREGS`, x86-64 `rip`).
-#[cfg(target_arch = "x86_64")]
-pub fn get_ip(pid: Pid) -> Result<u64, Errno> {
-    // SAFETY: user_regs_struct is plain data; GETREGS fills the live struct we pass.
-    unsafe {
-        let mut regs: libc::user_regs_struct = std::mem::zeroed();
-        check(libc::ptrace(
-            libc::PTRACE_GETREGS,
-            pid.get(),
-            std::ptr::null_mut::<libc::c_void>(),
-            &mut regs as *mut libc::user_regs_struct,
-        ))?;
-        Ok(regs.rip)
-    }
-}
-
-/// Sets the tracee's instruction pointer (`PTRACE_GETREGS` + `PTRACE_SETREGS`).
-#[cfg(target_arch = "x86_64")]
-pub fn set_ip(pid: Pid, ip: u64) -> Result<(), Errno> {
-    // SAFETY: as in get_ip; SETREGS reads the live struct we pass.
-    unsafe {
-        let mut regs: libc::user_regs_struct = std::mem::zeroed();
-        check(libc::ptrace(
-            libc::PTRACE_GETREGS,
-            pid.get(),
-            std::ptr::null_mut::<libc::c_void>(),
-            &mut regs as *mut libc::user_regs_struct,
-        ))?;
-        regs.rip = ip;
-        check(libc::ptrace(
-            libc::PTRACE_SETREGS,
-            pid.get(),
-            std::ptr::null_mut::<libc::c_void>(),
-            &regs as *const libc::user_regs_struct,
-        ))?;
-    }
-    Ok(())
-}
-
-/// `kill(pid, sig)`.
-pub fn kill(pid: Pid, sig: i32) -> Result<(), Errno> {
-    // SAFETY: kill has no memory preconditions.
-    check(unsafe { libc::kill(pid.get(), sig) }.into()).map(drop)
 }
 
 /// The last stop signal received (0 = none).

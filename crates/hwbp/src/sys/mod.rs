@@ -27,9 +27,12 @@ pub mod signal;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Pid(i32);
 
-/// A thread id (as in `/proc/PID/task/TID`).
+/// A thread id (as in `/proc/PID/task/TID`; for the leader, equal to the process id).
+///
+/// The field is public because stop mode builds ids straight from kernel answers
+/// (`waitpid`, `PTRACE_GETEVENTMSG`); [`Tid::new`] is the checked constructor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Tid(i32);
+pub struct Tid(pub i32);
 
 /// A logical CPU number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -131,8 +134,26 @@ impl Errno {
             libc::E2BIG => "E2BIG",
             libc::EFAULT => "EFAULT",
             libc::EIO => "EIO",
+            libc::ECHILD => "ECHILD",
+            libc::EAGAIN => "EAGAIN",
             _ => "errno",
         }
+    }
+
+    /// Displays as `"ESRCH (3)"` (`"errno (N)"` for one hwbp does not name): the form stop
+    /// mode's messages use.
+    pub fn coded(self) -> Coded {
+        Coded(self)
+    }
+}
+
+/// [`Errno`] shown with its number: see [`Errno::coded`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Coded(Errno);
+
+impl fmt::Display for Coded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.0.name(), self.0 .0)
     }
 }
 

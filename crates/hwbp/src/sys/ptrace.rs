@@ -2,66 +2,26 @@
 //! tracer-owned `sigtrap` breakpoint events. Every `unsafe` of [`crate::ptrace`] lives here.
 //!
 //! Each function does one system call (or one fixed sequence) and returns [`Errno`] on
-//! failure; nothing here decides policy. Not for: perf counting/sampling (the `linux` layer).
+//! failure; nothing here decides policy. The `hwbp run` launcher ([`super::launch`]) uses the
+//! same wrappers. Not for: perf counting/sampling (the `linux` layer).
 
 use std::ffi::CString;
-use std::fmt;
 use std::mem::MaybeUninit;
 use std::os::fd::{FromRawFd, OwnedFd};
 
-/// A thread id, as in `/proc/PID/task/TID` (for the leader, equal to the process id).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Tid(pub i32);
-
-impl fmt::Display for Tid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-/// A Linux `errno` value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Errno(pub i32);
-
-impl Errno {
-    fn last() -> Errno {
-        Errno(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
-    }
-
-    /// The symbolic name for the errnos stop mode meets, else `"errno N"`.
-    pub fn name(self) -> &'static str {
-        match self.0 {
-            libc::EPERM => "EPERM",
-            libc::ESRCH => "ESRCH",
-            libc::EINTR => "EINTR",
-            libc::EIO => "EIO",
-            libc::ECHILD => "ECHILD",
-            libc::EAGAIN => "EAGAIN",
-            libc::ENOMEM => "ENOMEM",
-            libc::EACCES => "EACCES",
-            libc::EFAULT => "EFAULT",
-            libc::EBUSY => "EBUSY",
-            libc::EINVAL => "EINVAL",
-            libc::ENOSPC => "ENOSPC",
-            libc::ENOENT => "ENOENT",
-            libc::ENODEV => "ENODEV",
-            libc::EOPNOTSUPP => "EOPNOTSUPP",
-            _ => "errno",
-        }
-    }
-}
-
-impl fmt::Display for Errno {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.name(), self.0)
-    }
-}
+pub use super::{Errno, Tid};
 
 /// `PTRACE_O_*` options hwbp sets on every tracee.
 pub const TRACE_OPTIONS: u32 =
     (libc::PTRACE_O_TRACECLONE | libc::PTRACE_O_TRACEEXEC | libc::PTRACE_O_TRACEEXIT) as u32;
 /// `PTRACE_O_EXITKILL`: the kernel SIGKILLs the tracee when the tracer exits.
 pub const OPT_EXITKILL: u32 = libc::PTRACE_O_EXITKILL as u32;
+/// `PTRACE_O_TRACEEXIT`: stop at `PTRACE_EVENT_EXIT`, before the memory is released.
+pub const OPT_TRACEEXIT: u32 = libc::PTRACE_O_TRACEEXIT as u32;
+/// `PTRACE_O_TRACEEXEC`: an exec is a `PTRACE_EVENT_EXEC` stop, not a plain SIGTRAP.
+pub const OPT_TRACEEXEC: u32 = libc::PTRACE_O_TRACEEXEC as u32;
+/// `PTRACE_EVENT_EXIT`: `status >> 16` of an exit event-stop.
+pub const EVENT_EXIT: i32 = libc::PTRACE_EVENT_EXIT;
 
 /// `PERF_FLAG_FD_CLOEXEC` (`include/uapi/linux/perf_event.h`).
 const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
@@ -69,7 +29,8 @@ const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
 /// `si_code` of a perf `sigtrap` event's SIGTRAP (`TRAP_PERF`, since 5.13).
 pub const TRAP_PERF: i32 = 6;
 
-fn check(ret: libc::c_long) -> Result<libc::c_long, Errno> {
+/// `Err(errno)` for a `-1` return, else the value.
+pub(super) fn check(ret: libc::c_long) -> Result<libc::c_long, Errno> {
     if ret == -1 {
         Err(Errno::last())
     } else {
@@ -201,13 +162,14 @@ pub fn debugreg_offset(n: u32) -> usize {
     std::mem::offset_of!(libc::user, u_debugreg) + 8 * n as usize
 }
 
-/// `PTRACE_PEEKUSER` of debug register `n` (0..=7).
-pub fn peek_debugreg(tid: Tid, n: u32) -> Result<u64, Errno> {
-    // PEEKUSER returns the word; -1 is a valid value, so errno is cleared first.
+/// A `PTRACE_PEEK*` request: returns the word; -1 is a valid word, so errno is cleared first
+/// and tells failures apart.
+fn peek(req: libc::c_uint, tid: Tid, addr: usize) -> Result<u64, Errno> {
     // SAFETY: __errno_location() is this thread's errno; writing 0 is allowed.
     unsafe { *libc::__errno_location() = 0 };
-    // SAFETY: PEEKUSER with an offset inside `struct user`; no pointers are passed.
-    let r = unsafe { libc::ptrace(libc::PTRACE_PEEKUSER, tid.0, debugreg_offset(n), 0usize) };
+    // SAFETY: only PEEKUSER (an offset inside `struct user`) and PEEKTEXT (an address in the
+    // tracee) come here; neither dereferences memory of ours.
+    let r = unsafe { libc::ptrace(req, tid.0, addr, 0usize) };
     if r == -1 {
         let e = Errno::last();
         if e.0 != 0 {
@@ -215,6 +177,11 @@ pub fn peek_debugreg(tid: Tid, n: u32) -> Result<u64, Errno> {
         }
     }
     Ok(r as u64)
+}
+
+/// `PTRACE_PEEKUSER` of debug register `n` (0..=7).
+pub fn peek_debugreg(tid: Tid, n: u32) -> Result<u64, Errno> {
+    peek(libc::PTRACE_PEEKUSER, tid, debugreg_offset(n))
 }
 
 /// `PTRACE_POKEUSER` of debug register `n` (0..=7).
@@ -236,17 +203,26 @@ pub fn poke_debugreg(tid: Tid, n: u32, value: u64) -> Result<(), Errno> {
 pub fn peek_ip(tid: Tid) -> Result<u64, Errno> {
     let off =
         std::mem::offset_of!(libc::user, regs) + std::mem::offset_of!(libc::user_regs_struct, rip);
-    // SAFETY: __errno_location() is this thread's errno; writing 0 is allowed.
-    unsafe { *libc::__errno_location() = 0 };
-    // SAFETY: PEEKUSER with an offset inside `struct user`; no pointers are passed.
-    let r = unsafe { libc::ptrace(libc::PTRACE_PEEKUSER, tid.0, off, 0usize) };
-    if r == -1 {
-        let e = Errno::last();
-        if e.0 != 0 {
-            return Err(e);
-        }
-    }
-    Ok(r as u64)
+    peek(libc::PTRACE_PEEKUSER, tid, off)
+}
+
+/// `PTRACE_PEEKTEXT`: one word of the tracee's memory at `addr`.
+pub fn peek_text(tid: Tid, addr: u64) -> Result<u64, Errno> {
+    peek(libc::PTRACE_PEEKTEXT, tid, addr as usize)
+}
+
+/// `PTRACE_POKETEXT`: writes one word of the tracee's memory at `addr`.
+pub fn poke_text(tid: Tid, addr: u64, word: u64) -> Result<(), Errno> {
+    // SAFETY: POKETEXT takes an address in the tracee and the word; no pointers of ours.
+    let r = unsafe { libc::ptrace(libc::PTRACE_POKETEXT, tid.0, addr as usize, word as usize) };
+    check(r).map(drop)
+}
+
+/// `PTRACE_SETOPTIONS` (`PTRACE_O_*` bits).
+pub fn set_options(tid: Tid, options: u32) -> Result<(), Errno> {
+    // SAFETY: no pointers are passed; `data` is the options bit mask.
+    let r = unsafe { libc::ptrace(libc::PTRACE_SETOPTIONS, tid.0, 0usize, options as usize) };
+    check(r).map(drop)
 }
 
 /// `PTRACE_GETREGS`: the thread's general-purpose registers.
@@ -257,6 +233,27 @@ pub fn regs(tid: Tid) -> Result<libc::user_regs_struct, Errno> {
     check(r)?;
     // SAFETY: written by the kernel (and zeroed before); all-integer struct.
     Ok(unsafe { regs.assume_init() })
+}
+
+/// `PTRACE_SETREGS`: replaces the thread's general-purpose registers.
+pub fn set_regs(tid: Tid, regs: &libc::user_regs_struct) -> Result<(), Errno> {
+    // SAFETY: `data` points to a live user_regs_struct the kernel only reads.
+    let r = unsafe {
+        libc::ptrace(
+            libc::PTRACE_SETREGS,
+            tid.0,
+            0usize,
+            regs as *const libc::user_regs_struct,
+        )
+    };
+    check(r).map(drop)
+}
+
+/// Sets the thread's instruction pointer (`PTRACE_GETREGS` + `PTRACE_SETREGS`).
+pub fn set_ip(tid: Tid, ip: u64) -> Result<(), Errno> {
+    let mut r = regs(tid)?;
+    r.rip = ip;
+    set_regs(tid, &r)
 }
 
 /// `process_vm_readv`: copies `buf.len()` bytes at `addr` of the thread's process.
@@ -285,12 +282,10 @@ pub struct WaitStatus {
     pub status: i32,
 }
 
-/// `waitpid(pid, __WALL | __WNOTHREAD | flags)`; `Ok(None)` for `WNOHANG` with nothing to report.
-pub fn wait(pid: i32, nohang: bool) -> Result<Option<WaitStatus>, Errno> {
+/// `waitpid(pid, flags)`; `Ok(None)` when `WNOHANG` finds nothing to report.
+fn waitpid(pid: i32, flags: i32) -> Result<Option<WaitStatus>, Errno> {
     let mut status = 0;
-    // __WNOTHREAD: only this thread's children and tracees (other threads may trace too).
-    let flags = libc::__WALL | libc::__WNOTHREAD | if nohang { libc::WNOHANG } else { 0 };
-    // SAFETY: `status` is a writable int.
+    // SAFETY: `status` is a writable int that outlives the call.
     let r = unsafe { libc::waitpid(pid, &mut status, flags) };
     match r {
         -1 => Err(Errno::last()),
@@ -302,6 +297,21 @@ pub fn wait(pid: i32, nohang: bool) -> Result<Option<WaitStatus>, Errno> {
     }
 }
 
+/// `waitpid(pid, __WALL | __WNOTHREAD | flags)`; `Ok(None)` for `WNOHANG` with nothing to report.
+pub fn wait(pid: i32, nohang: bool) -> Result<Option<WaitStatus>, Errno> {
+    // __WNOTHREAD: only this thread's children and tracees (other threads may trace too).
+    waitpid(
+        pid,
+        libc::__WALL | libc::__WNOTHREAD | if nohang { libc::WNOHANG } else { 0 },
+    )
+}
+
+/// `waitpid(pid, __WALL | flags)`: like [`wait`] but also for children and tracees of the
+/// other threads of this process (the launcher's form).
+pub fn wait_any_thread(pid: i32, nohang: bool) -> Result<Option<WaitStatus>, Errno> {
+    waitpid(pid, libc::__WALL | if nohang { libc::WNOHANG } else { 0 })
+}
+
 /// `tgkill(tgid, tid, sig)`.
 pub fn tgkill(tgid: i32, tid: Tid, sig: i32) -> Result<(), Errno> {
     // SAFETY: plain syscall with integer arguments.
@@ -311,8 +321,7 @@ pub fn tgkill(tgid: i32, tid: Tid, sig: i32) -> Result<(), Errno> {
 
 /// The calling thread's id.
 pub fn gettid() -> Tid {
-    // SAFETY: gettid has no arguments and cannot fail.
-    Tid(unsafe { libc::gettid() })
+    Tid::current()
 }
 
 /// `kill(pid, sig)`.
@@ -411,13 +420,10 @@ pub fn fork_stopped(p: &Prepared) -> Result<Tid, Errno> {
     if pid < 0 {
         return Err(Errno::last());
     }
-    let mut status = 0;
-    // SAFETY: `status` is a writable int; we wait for our own child.
-    let r = unsafe { libc::waitpid(pid, &mut status, libc::WUNTRACED) };
-    if r != pid || !libc::WIFSTOPPED(status) {
-        return Err(Errno(libc::ECHILD));
+    match waitpid(pid, libc::WUNTRACED) {
+        Ok(Some(w)) if w.tid.0 == pid && libc::WIFSTOPPED(w.status) => Ok(Tid(pid)),
+        _ => Err(Errno(libc::ECHILD)),
     }
-    Ok(Tid(pid))
 }
 
 /// Signals a tracer turns into an orderly shutdown.
@@ -519,21 +525,5 @@ impl WaitStatus {
 /// job control (a stop or a continue), without reaping an exit that is not yet there.
 /// `Ok(None)`: nothing to report.
 pub fn wait_job_change(pid: i32) -> Result<Option<WaitStatus>, Errno> {
-    let mut status = 0;
-    // SAFETY: `status` is a writable int that outlives the call.
-    let r = unsafe {
-        libc::waitpid(
-            pid,
-            &mut status,
-            libc::WUNTRACED | libc::WCONTINUED | libc::WNOHANG,
-        )
-    };
-    match r {
-        -1 => Err(Errno::last()),
-        0 => Ok(None),
-        t => Ok(Some(WaitStatus {
-            tid: Tid(t),
-            status,
-        })),
-    }
+    waitpid(pid, libc::WUNTRACED | libc::WCONTINUED | libc::WNOHANG)
 }
