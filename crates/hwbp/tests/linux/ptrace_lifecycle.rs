@@ -96,8 +96,12 @@ fn break_leaves_the_target_stopped_detached_and_unwatched() {
     let mut w = watch_i64(addr);
     w.condition = Some(Expr::parse("new == 600").unwrap()); // f(100) = 600
                                                             // Attach from another thread so that this thread stays the only waiter for the child.
+                                                            // `go` only once `attach` has returned with the watch armed: TracerPid is already set at
+                                                            // PTRACE_SEIZE, before the breakpoint events exist, so it is no sign of readiness.
+    let (armed_tx, armed_rx) = std::sync::mpsc::channel();
     let h = std::thread::spawn(move || {
         let mut t = Tracer::attach(pid, vec![w], StopOptions::default()).unwrap();
+        armed_tx.send(()).unwrap();
         let mut rec = Recorder {
             break_at: Some(1),
             ..Recorder::default()
@@ -105,9 +109,7 @@ fn break_leaves_the_target_stopped_detached_and_unwatched() {
         let end = t.run(&mut rec).unwrap();
         (end, rec.hits)
     });
-    while tracer_pid_of(pid) == 0 {
-        std::thread::yield_now();
-    }
+    armed_rx.recv().unwrap();
     target.send("go\n");
     let (end, hits) = h.join().unwrap();
     assert_eq!(
