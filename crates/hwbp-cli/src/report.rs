@@ -228,6 +228,9 @@ pub fn hit_json(out: &mut String, hit: &Hit, watches: &[WatchInfo], cache: &mut 
         let bt: Vec<Value> = hit.backtrace.iter().map(|s| site_json(s)).collect();
         let _ = write!(out, ",\"backtrace\":{}", Value::Array(bt));
     }
+    if let Some(u) = hit.unwind {
+        let _ = write!(out, ",\"unwind\":\"{}\"", u.as_str());
+    }
     out.push_str("}\n");
 }
 
@@ -532,6 +535,7 @@ mod tests {
             value: Some(v.to_le_bytes().to_vec()),
             changed: Some(true),
             backtrace: Vec::new(),
+            unwind: None,
         }
     }
 
