@@ -170,6 +170,7 @@ pub const USER_STACK_BYTES: u32 = 8192;
 pub fn arm(pid: Pid, watches: &[WatchInfo], backtrace: bool) -> Result<Sampler, Failure> {
     check_fit(watches)?;
     let specs: Vec<Spec> = watches.iter().map(|w| w.spec).collect();
+    let defaults = SamplerOptions::default();
     let opts = SamplerOptions {
         callchain: backtrace,
         // DWARF unwinding (x86-64): registers + a copy of the top of the stack per hit.
@@ -178,7 +179,9 @@ pub fn arm(pid: Pid, watches: &[WatchInfo], backtrace: bool) -> Result<Sampler, 
         } else {
             0
         },
-        ..SamplerOptions::default()
+        // A sample with a stack copy is ~8.2 KiB rather than ~50 bytes: 4x the ring (32 MiB
+        // per CPU, ~4000 samples) gives the consumer ~20 ms of slack at 200k hits/s.
+        data_pages_log2: defaults.data_pages_log2 + if backtrace { 2 } else { 0 },
     };
     Sampler::arm(pid, &specs, &opts).map_err(|e| {
         Failure::refused(anyhow!("{e}").context(format!("cannot arm the watches in pid {pid}")))

@@ -33,7 +33,7 @@ pub struct Options {
     pub filter: FilterSpec,
     /// `--json`: JSON Lines instead of text.
     pub json: bool,
-    /// `--backtrace`: symbolize the sampled callchain.
+    /// `--backtrace`: unwind (DWARF, else the kernel callchain) and symbolize the callers.
     pub backtrace: bool,
     /// `--trace-out FILE`.
     pub trace_out: Option<PathBuf>,
