@@ -106,6 +106,8 @@ fn secs(ns: u64) -> String {
 pub struct SiteCache {
     text: HashMap<u64, Arc<str>>,
     json: HashMap<u64, Arc<str>>,
+    /// Backtrace frames (`{frames, ip, module}` objects), by return address.
+    frame_json: HashMap<u64, Arc<str>>,
 }
 
 impl SiteCache {
@@ -114,6 +116,14 @@ impl SiteCache {
         self.text
             .entry(site.trap_ip)
             .or_insert_with(|| Arc::from(site_text(site)))
+            .clone()
+    }
+
+    /// One `backtrace` element of a hit record: the `{frames, ip, module}` object of a caller.
+    pub fn frame_json(&mut self, site: &Site) -> Arc<str> {
+        self.frame_json
+            .entry(site.trap_ip)
+            .or_insert_with(|| Arc::from(site_json(site).to_string()))
             .clone()
     }
 
@@ -225,8 +235,14 @@ pub fn hit_json(out: &mut String, hit: &Hit, watches: &[WatchInfo], cache: &mut 
         js(hit.changed),
     );
     if !hit.backtrace.is_empty() {
-        let bt: Vec<Value> = hit.backtrace.iter().map(|s| site_json(s)).collect();
-        let _ = write!(out, ",\"backtrace\":{}", Value::Array(bt));
+        out.push_str(",\"backtrace\":[");
+        for (i, s) in hit.backtrace.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&cache.frame_json(s));
+        }
+        out.push(']');
     }
     if let Some(u) = hit.unwind {
         let _ = write!(out, ",\"unwind\":\"{}\"", u.as_str());
