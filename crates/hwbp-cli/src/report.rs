@@ -609,6 +609,30 @@ mod tests {
     }
 
     #[test]
+    fn json_backtrace_frames_and_unwind_method() {
+        let s = site("c", 11);
+        let (b, a) = (site("b", 18), site("a", 26));
+        let mut h = hit(&s, 9, 5, 4);
+        h.backtrace = vec![b.clone(), a.clone()];
+        h.unwind = Some(crate::hit::UnwindMethod::Dwarf);
+        let mut cache = SiteCache::default();
+        let mut line = String::new();
+        // Twice: the second line comes from the per-frame cache and must be the same.
+        hit_json(&mut line, &h, &watches(), &mut cache);
+        let mut again = String::new();
+        hit_json(&mut again, &h, &watches(), &mut cache);
+        assert_eq!(line, again);
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["unwind"], "dwarf");
+        assert_eq!(v["backtrace"], json!([site_json(&b), site_json(&a)]));
+        h.unwind = Some(crate::hit::UnwindMethod::FramePointer);
+        line.clear();
+        hit_json(&mut line, &h, &watches(), &mut cache);
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["unwind"], "fp");
+    }
+
+    #[test]
     fn summary_groups_by_line_and_sorts_by_count() {
         let (a, b) = (site("deposit", 30), site("rogue", 55));
         let mut sum = Summary::default();
