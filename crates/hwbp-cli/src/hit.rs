@@ -51,6 +51,27 @@ pub struct Hit {
     pub changed: Option<bool>,
     /// Call stack, caller frames after the site, outermost last (with `--backtrace`).
     pub backtrace: Vec<Arc<Site>>,
+    /// How `backtrace` was found (`None` without `--backtrace`).
+    pub unwind: Option<UnwindMethod>,
+}
+
+/// How a hit's call stack was unwound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnwindMethod {
+    /// DWARF CFI on the sampled user registers and stack copy.
+    Dwarf,
+    /// The kernel's frame-pointer callchain (`PERF_SAMPLE_CALLCHAIN`).
+    FramePointer,
+}
+
+impl UnwindMethod {
+    /// The JSON name: `dwarf` or `fp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnwindMethod::Dwarf => "dwarf",
+            UnwindMethod::FramePointer => "fp",
+        }
+    }
 }
 
 /// Which hits are reported.
@@ -168,6 +189,7 @@ mod tests {
             value: Some(value.to_le_bytes().to_vec()),
             changed: None,
             backtrace: Vec::new(),
+            unwind: None,
         }
     }
 

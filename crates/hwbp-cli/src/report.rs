@@ -106,6 +106,8 @@ fn secs(ns: u64) -> String {
 pub struct SiteCache {
     text: HashMap<u64, Arc<str>>,
     json: HashMap<u64, Arc<str>>,
+    /// Backtrace frames (`{frames, ip, module}` objects), by return address.
+    frame_json: HashMap<u64, Arc<str>>,
 }
 
 impl SiteCache {
@@ -114,6 +116,14 @@ impl SiteCache {
         self.text
             .entry(site.trap_ip)
             .or_insert_with(|| Arc::from(site_text(site)))
+            .clone()
+    }
+
+    /// One `backtrace` element of a hit record: the `{frames, ip, module}` object of a caller.
+    pub fn frame_json(&mut self, site: &Site) -> Arc<str> {
+        self.frame_json
+            .entry(site.trap_ip)
+            .or_insert_with(|| Arc::from(site_json(site).to_string()))
             .clone()
     }
 
@@ -225,8 +235,17 @@ pub fn hit_json(out: &mut String, hit: &Hit, watches: &[WatchInfo], cache: &mut 
         js(hit.changed),
     );
     if !hit.backtrace.is_empty() {
-        let bt: Vec<Value> = hit.backtrace.iter().map(|s| site_json(s)).collect();
-        let _ = write!(out, ",\"backtrace\":{}", Value::Array(bt));
+        out.push_str(",\"backtrace\":[");
+        for (i, s) in hit.backtrace.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&cache.frame_json(s));
+        }
+        out.push(']');
+    }
+    if let Some(u) = hit.unwind {
+        let _ = write!(out, ",\"unwind\":\"{}\"", u.as_str());
     }
     out.push_str("}\n");
 }
@@ -532,6 +551,7 @@ mod tests {
             value: Some(v.to_le_bytes().to_vec()),
             changed: Some(true),
             backtrace: Vec::new(),
+            unwind: None,
         }
     }
 
@@ -586,6 +606,30 @@ mod tests {
         assert_eq!(v["line"], 55);
         assert_eq!(v["changed"], true);
         assert!(v.get("backtrace").is_none());
+    }
+
+    #[test]
+    fn json_backtrace_frames_and_unwind_method() {
+        let s = site("c", 11);
+        let (b, a) = (site("b", 18), site("a", 26));
+        let mut h = hit(&s, 9, 5, 4);
+        h.backtrace = vec![b.clone(), a.clone()];
+        h.unwind = Some(crate::hit::UnwindMethod::Dwarf);
+        let mut cache = SiteCache::default();
+        let mut line = String::new();
+        // Twice: the second line comes from the per-frame cache and must be the same.
+        hit_json(&mut line, &h, &watches(), &mut cache);
+        let mut again = String::new();
+        hit_json(&mut again, &h, &watches(), &mut cache);
+        assert_eq!(line, again);
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["unwind"], "dwarf");
+        assert_eq!(v["backtrace"], json!([site_json(&b), site_json(&a)]));
+        h.unwind = Some(crate::hit::UnwindMethod::FramePointer);
+        line.clear();
+        hit_json(&mut line, &h, &watches(), &mut cache);
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["unwind"], "fp");
     }
 
     #[test]

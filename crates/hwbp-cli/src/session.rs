@@ -15,10 +15,11 @@ use anyhow::Context as _;
 use hwbp::launch::{self, Child, ChildState, ExitStatus};
 use hwbp::symbols::maps::AddressSpace;
 use hwbp::symbols::symbolize::{Site, Symbolizer};
+use hwbp::symbols::unwind::Unwinder;
 use hwbp::sys::Pid;
 use hwbp_core::Access;
 
-use crate::hit::{unknown_site, Filter, FilterSpec, Hit, Verdict};
+use crate::hit::{unknown_site, Filter, FilterSpec, Hit, UnwindMethod, Verdict};
 use crate::messages::{Failure, Out};
 use crate::report::{self, Summary, Totals, WatchInfo};
 use crate::sampler::Sampler;
@@ -32,7 +33,7 @@ pub struct Options {
     pub filter: FilterSpec,
     /// `--json`: JSON Lines instead of text.
     pub json: bool,
-    /// `--backtrace`: symbolize the sampled callchain.
+    /// `--backtrace`: unwind (DWARF, else the kernel callchain) and symbolize the callers.
     pub backtrace: bool,
     /// `--trace-out FILE`.
     pub trace_out: Option<PathBuf>,
@@ -68,7 +69,45 @@ struct Raw {
     time: u64,
     cpu: Option<u32>,
     ip: u64,
-    callchain: Vec<u64>,
+    /// Return addresses of the callers (`--backtrace`), innermost first.
+    callers: Vec<u64>,
+    unwind: Option<UnwindMethod>,
+}
+
+/// At most this many caller frames per hit.
+const MAX_FRAMES: usize = 128;
+
+/// The callers of a sampled hit: DWARF-unwound from the sampled registers and stack when the
+/// sample has them and that finds at least one caller, else the kernel's frame-pointer
+/// callchain (without the sampled IP itself).
+fn callers(
+    unwinder: Option<&mut Unwinder>,
+    s: &hwbp::ring::record::Sample<'_>,
+) -> (Vec<u64>, UnwindMethod) {
+    if let (Some(u), Some(regs), Some(stack)) = (unwinder, s.regs_user, s.stack_user) {
+        if let (1.., Some(bp), Some(sp), Some(ip)) = (
+            regs.abi,
+            regs.regs.get(0),
+            regs.regs.get(1),
+            regs.regs.get(2),
+        ) {
+            let frames = u.unwind([bp, sp, ip], stack.data, MAX_FRAMES);
+            if !frames.is_empty() {
+                return (frames, UnwindMethod::Dwarf);
+            }
+        }
+    }
+    let fp = s
+        .callchain
+        .map(|c| {
+            c.iter()
+                .filter(|&ip| ip < PERF_CONTEXT_MAX)
+                .skip(1) // the sampled IP itself
+                .take(MAX_FRAMES)
+                .collect()
+        })
+        .unwrap_or_default();
+    (fp, UnwindMethod::FramePointer)
 }
 
 /// How often an unknown IP may make the session re-read `/proc/PID/maps`.
@@ -143,6 +182,8 @@ pub fn watch(
     let mut exec_sites: HashMap<u64, Arc<Site>> = HashMap::new();
     let mut last_refresh: Option<Instant> = None;
     let mut line = String::with_capacity(512);
+    // DWARF unwind tables of the modules mapped now (rebuilt with the symbolizer's map).
+    let mut unwinder = opts.backtrace.then(|| Unwinder::new(symbolizer.space()));
     let start = Instant::now();
     let mut t0: Option<u64> = None;
     let mut seen = 0u64;
@@ -177,9 +218,11 @@ pub fn watch(
         sampler.drain(
             |s| {
                 let Some(watch) = s.watch else { return };
-                let callchain = match (backtrace, s.sample.callchain) {
-                    (true, Some(c)) => c.iter().filter(|&ip| ip < PERF_CONTEXT_MAX).collect(),
-                    _ => Vec::new(),
+                let (callers, unwind) = if backtrace {
+                    let (c, m) = callers(unwinder.as_mut(), &s.sample);
+                    (c, Some(m))
+                } else {
+                    (Vec::new(), None)
                 };
                 raws.push(Raw {
                     watch,
@@ -187,7 +230,8 @@ pub fn watch(
                     time: s.sample.time.unwrap_or(0),
                     cpu: s.sample.cpu,
                     ip: s.sample.ip.unwrap_or(0),
-                    callchain,
+                    callers,
+                    unwind,
                 });
             },
             |tid, name| {
@@ -230,6 +274,9 @@ pub fn watch(
                     last_refresh = Some(Instant::now());
                     match AddressSpace::from_pid(pid.get() as u32) {
                         Ok(space) => {
+                            if opts.backtrace {
+                                unwinder = Some(Unwinder::new(&space));
+                            }
                             symbolizer.set_space(space);
                             cache = report::SiteCache::default();
                             symbolizer.site(r.ip)
@@ -240,12 +287,8 @@ pub fn watch(
                     site
                 }
             };
-            let backtrace: Vec<Arc<Site>> = r
-                .callchain
-                .iter()
-                .skip(1) // the sampled IP itself
-                .map(|&ret| symbolizer.site(ret))
-                .collect();
+            let backtrace: Vec<Arc<Site>> =
+                r.callers.iter().map(|&ret| symbolizer.site(ret)).collect();
             let mut hit = Hit {
                 time_ns: r.time.saturating_sub(base),
                 tid: r.tid,
@@ -257,6 +300,7 @@ pub fn watch(
                 value: values[r.watch].clone(),
                 changed: None,
                 backtrace,
+                unwind: r.unwind,
             };
             let verdict = filter.judge(&mut hit);
             if verdict == Verdict::Skip {

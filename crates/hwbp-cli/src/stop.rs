@@ -452,6 +452,7 @@ impl StopHandler for Session<'_> {
             value: Some(h.new.to_vec()),
             changed: Some(h.old != h.new),
             backtrace: Vec::new(),
+            unwind: None,
         };
         self.reported += 1;
         self.summary.add(&hit);

@@ -101,6 +101,7 @@ mod tests {
                 value: Some(vec![7, 0, 0, 0]),
                 changed: None,
                 backtrace: Vec::new(),
+                unwind: None,
             };
             t.hit(&hit, &watches).unwrap();
         }

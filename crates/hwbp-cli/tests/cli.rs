@@ -698,5 +698,7 @@ mod hw;
 mod stat_caps;
 #[path = "cli/stop.rs"]
 mod stop;
+#[path = "cli/unwind.rs"]
+mod unwind;
 #[path = "cli/watch.rs"]
 mod watch;

@@ -188,8 +188,12 @@ pub fn check_record(v: &Value) {
             ];
             if v.get("backtrace").is_some() {
                 want.push("backtrace");
-                want.sort_unstable();
             }
+            if let Some(u) = v.get("unwind") {
+                assert!(u == "dwarf" || u == "fp", "{v}");
+                want.push("unwind");
+            }
+            want.sort_unstable();
             assert_eq!(keys(v), want, "{v}");
             assert!(v["time_ns"].is_u64() && v["tid"].is_u64() && v["watch"].is_u64());
             assert!(opt(&v["cpu"], Value::is_u64) && is_hex(&v["ip"]));

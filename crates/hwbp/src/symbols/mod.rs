@@ -6,6 +6,7 @@
 //!   and DWARF ([`resolve::Resolver`]).
 //! - [`symbolize`]: sampled IP -> accessing instruction -> `function (file:line)` with inlined
 //!   frames ([`symbolize::Symbolizer`]).
+//! - [`unwind`]: sampled user registers + stack -> return addresses (DWARF CFI, framehop).
 //! - [`elf`], [`dwarf`]: the file readers underneath.
 //!
 //! Grammar and resolution rules: docs/SYMBOLS.md. Not for: arming breakpoints or reading the
@@ -18,3 +19,4 @@ pub mod expr;
 pub mod maps;
 pub mod resolve;
 pub mod symbolize;
+pub mod unwind;

@@ -210,6 +210,11 @@ impl Symbolizer {
         }
     }
 
+    /// The address space symbolized.
+    pub fn space(&self) -> &AddressSpace {
+        &self.space
+    }
+
     /// Replaces the address space (after `dlopen`); keeps per-file caches, drops per-IP ones.
     pub fn set_space(&mut self, space: AddressSpace) {
         self.space = space;
