@@ -14,7 +14,7 @@ use anyhow::anyhow;
 use crate::messages::{Failure, Out};
 use crate::report;
 use crate::run as cmd;
-use crate::session::{self, Memory, Options, Until};
+use crate::session::{Memory, Options};
 
 /// The watched variable, as a user would name it.
 pub const SPEC: &str = "demo_target::BALANCE";
@@ -51,33 +51,20 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         ));
         out.flush();
     }
-    let mut child = stopped.resume_until_exit().map_err(Failure::failed)?;
     let opts = Options {
         json: args.json,
         quiet: !args.json,
         ..Options::default()
     };
-    let (outcome, summary) = session::watch(
-        pid,
+    let (outcome, summary, status) = cmd::watch_program(
+        stopped,
         sampler,
         &watches,
         &mut symbolizer,
-        Until::Child(&mut child),
         initial,
         &opts,
         &mut out,
     )?;
-    let status = match outcome.exit {
-        Some(s) => s,
-        None => {
-            if outcome.signal.is_some() {
-                let _ = child.signal(libc::SIGTERM);
-            }
-            child
-                .wait()
-                .map_err(|e| Failure::failed(anyhow!("waiting for the demo: {e}")))?
-        }
-    };
     if args.json {
         out.hit(&report::summary_json(
             &summary,
@@ -99,7 +86,8 @@ fn verdict(summary: &report::Summary) -> String {
     for row in summary.rows().iter().filter(|r| r.hits == 1) {
         let tid = row.threads.iter().next().copied().unwrap_or(0);
         let name = summary.names.get(&tid).map_or("?", |n| n);
-        let function = row.site.frames.last().and_then(|f| f.function.as_deref());
+        // Function and line from the same frame, as the summary reports them.
+        let function = row.site.primary_frame().and_then(|f| f.function.as_deref());
         let place = row
             .site
             .primary_frame()

@@ -255,6 +255,44 @@ fn print_summary(
     out.flush();
 }
 
+/// Lets a program started at its entry point go and watches it until it exits; returns the
+/// session's outcome, the summary and the program's exit status. Like `perf record`: a
+/// program still running after a SIGINT/SIGTERM gets SIGTERM, and hwbp reports its status.
+pub fn watch_program(
+    stopped: launch::Stopped,
+    sampler: Sampler,
+    watches: &[WatchInfo],
+    symbolizer: &mut Symbolizer,
+    initial: Vec<Option<Vec<u8>>>,
+    opts: &Options,
+    out: &mut Out,
+) -> Result<(session::Outcome, report::Summary, ExitStatus), Failure> {
+    let pid = stopped.pid();
+    let mut child = stopped.resume_until_exit().map_err(Failure::failed)?;
+    let (outcome, summary) = session::watch(
+        pid,
+        sampler,
+        watches,
+        symbolizer,
+        Until::Child(&mut child),
+        initial,
+        opts,
+        out,
+    )?;
+    let status = match outcome.exit {
+        Some(s) => s,
+        None => {
+            if outcome.signal.is_some() {
+                let _ = child.signal(libc::SIGTERM);
+            }
+            child
+                .wait()
+                .map_err(|e| Failure::failed(anyhow!("waiting for the program: {e}")))?
+        }
+    };
+    Ok((outcome, summary, status))
+}
+
 /// Runs `hwbp run`.
 pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     if args.stop.stop {
@@ -269,31 +307,16 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let mem = Memory::open(pid);
     let initial = watches.iter().map(|w| mem.read(w)).collect();
     let mut out = Out::to(args.report.output.as_deref())?;
-    let mut child = stopped.resume_until_exit().map_err(Failure::failed)?;
     let opts = args.report.options(None);
-    let (outcome, summary) = session::watch(
-        pid,
+    let (outcome, summary, status) = watch_program(
+        stopped,
         sampler,
         &watches,
         &mut symbolizer,
-        Until::Child(&mut child),
         initial,
         &opts,
         &mut out,
     )?;
-    // Like `perf record`: a program still running after a SIGINT/SIGTERM gets SIGTERM, and
-    // hwbp exits with the program's status.
-    let status = match outcome.exit {
-        Some(s) => s,
-        None => {
-            if outcome.signal.is_some() {
-                let _ = child.signal(libc::SIGTERM);
-            }
-            child
-                .wait()
-                .map_err(|e| Failure::failed(anyhow!("waiting for the program: {e}")))?
-        }
-    };
     print_summary(
         &mut out,
         opts.json,
