@@ -67,6 +67,16 @@ pub fn note(text: &str) {
     eprintln!("hwbp: {text}");
 }
 
+/// The note that an attached process is armed: `hwbp: VERB N watch(es) in pid PID[ (MODE)];
+/// Ctrl-C to stop` (tests and scripts wait for this line).
+pub fn armed_note(verb: &str, watches: usize, pid: impl std::fmt::Display, mode: Option<&str>) {
+    let plural = if watches == 1 { "" } else { "es" };
+    let mode = mode.map_or(String::new(), |m| format!(" ({m})"));
+    note(&format!(
+        "{verb} {watches} watch{plural} in pid {pid}{mode}; Ctrl-C to stop"
+    ));
+}
+
 /// Text on stderr as is (`hwbp stat`'s report, which goes where `perf stat`'s does).
 pub fn stderr(text: &str) {
     eprint!("{text}");

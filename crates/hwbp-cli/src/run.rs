@@ -369,11 +369,7 @@ pub fn attach(args: AttachArgs) -> Result<ExitCode, Failure> {
     let initial = watches.iter().map(|w| mem.read(w)).collect();
     let mut out = Out::to(args.report.output.as_deref())?;
     let opts = args.report.options(duration);
-    crate::messages::note(&format!(
-        "watching {} watch{} in pid {pid}; Ctrl-C to stop",
-        watches.len(),
-        if watches.len() == 1 { "" } else { "es" }
-    ));
+    crate::messages::armed_note("watching", watches.len(), pid, None);
     let (outcome, summary) = session::watch(
         pid,
         sampler,

@@ -133,11 +133,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         }
         watches = w;
         what = format!("process {pid}");
-        crate::messages::note(&format!(
-            "counting {} watch{} in pid {pid}; Ctrl-C to stop",
-            watches.len(),
-            if watches.len() == 1 { "" } else { "es" }
-        ));
+        crate::messages::armed_note("counting", watches.len(), pid, None);
         child = None;
         start = Instant::now();
     } else {

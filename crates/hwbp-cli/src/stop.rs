@@ -245,11 +245,7 @@ pub fn attach(args: AttachArgs) -> Result<ExitCode, Failure> {
     let tracer =
         Tracer::attach(pid.get(), specs, options(&args.stop)).map_err(|e| trace_failure(e, pid))?;
     let watches: Vec<WatchInfo> = typed.into_iter().map(|(w, _)| w).collect();
-    messages::note(&format!(
-        "watching {} watch{} in pid {pid} (stop mode); Ctrl-C to stop",
-        watches.len(),
-        if watches.len() == 1 { "" } else { "es" }
-    ));
+    messages::armed_note("watching", watches.len(), pid, Some("stop mode"));
     if let Some(d) = duration {
         // The thread inherits the blocked mask; the process-directed SIGTERM is taken by the
         // tracer's wait loop like a Ctrl-C.
