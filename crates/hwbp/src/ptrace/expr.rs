@@ -409,10 +409,27 @@ fn truthy(v: Value) -> bool {
     }
 }
 
+/// The comparison operators, for integers and floats alike; `None` for any other operator.
+fn compare<T: PartialOrd>(op: BinOp, x: T, y: T) -> Option<bool> {
+    use BinOp::*;
+    Some(match op {
+        Eq => x == y,
+        Ne => x != y,
+        Lt => x < y,
+        Le => x <= y,
+        Gt => x > y,
+        Ge => x >= y,
+        _ => return None,
+    })
+}
+
 fn binary(op: BinOp, a: Num, b: Num) -> Result<Value, EvalError> {
     use BinOp::*;
     match (a, b) {
         (Num::I(x), Num::I(y)) => {
+            if let Some(b) = compare(op, x, y) {
+                return Ok(Value::Bool(b));
+            }
             let o = EvalError::Overflow;
             Ok(match op {
                 Add => Value::Int(x.checked_add(y).ok_or(o)?),
@@ -432,12 +449,7 @@ fn binary(op: BinOp, a: Num, b: Num) -> Result<Value, EvalError> {
                         x >> s
                     })
                 }
-                Eq => Value::Bool(x == y),
-                Ne => Value::Bool(x != y),
-                Lt => Value::Bool(x < y),
-                Le => Value::Bool(x <= y),
-                Gt => Value::Bool(x > y),
-                Ge => Value::Bool(x >= y),
+                Eq | Ne | Lt | Le | Gt | Ge => unreachable!("comparisons are handled above"),
                 And | Or => unreachable!("short-circuit operators are handled by Expr::eval"),
             })
         }
@@ -447,17 +459,15 @@ fn binary(op: BinOp, a: Num, b: Num) -> Result<Value, EvalError> {
                 Num::F(f) => f,
             };
             let (x, y) = (f(a), f(b));
+            if let Some(b) = compare(op, x, y) {
+                return Ok(Value::Bool(b));
+            }
             Ok(match op {
                 Add => Value::Float(x + y),
                 Sub => Value::Float(x - y),
                 Mul => Value::Float(x * y),
                 Div => Value::Float(x / y),
-                Eq => Value::Bool(x == y),
-                Ne => Value::Bool(x != y),
-                Lt => Value::Bool(x < y),
-                Le => Value::Bool(x <= y),
-                Gt => Value::Bool(x > y),
-                Ge => Value::Bool(x >= y),
+                Eq | Ne | Lt | Le | Gt | Ge => unreachable!("comparisons are handled above"),
                 Rem | BitAnd | BitOr | BitXor | Shl | Shr => return Err(EvalError::BitOpOnFloat),
                 And | Or => unreachable!("short-circuit operators are handled by Expr::eval"),
             })
