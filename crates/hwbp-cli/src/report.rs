@@ -251,7 +251,8 @@ pub fn hit_json(out: &mut String, hit: &Hit, watches: &[WatchInfo], cache: &mut 
 }
 
 /// The start record: what is watched, in which process.
-pub fn start_json(pid: i32, watches: &[WatchInfo]) -> String {
+/// `stop`: how stop mode stops the program (`"agent"` or `"ptrace"`); `None` in non-stop mode.
+pub fn start_json(pid: i32, watches: &[WatchInfo], stop: Option<&str>) -> String {
     let ws: Vec<Value> = watches
         .iter()
         .enumerate()
@@ -265,7 +266,8 @@ pub fn start_json(pid: i32, watches: &[WatchInfo]) -> String {
             })
         })
         .collect();
-    let mut s = json!({"schema": START_SCHEMA, "pid": pid, "watches": ws}).to_string();
+    let mut s =
+        json!({"schema": START_SCHEMA, "pid": pid, "stop": stop, "watches": ws}).to_string();
     s.push('\n');
     s
 }

@@ -224,9 +224,14 @@ pub fn check_fit(watches: &[WatchInfo]) -> Result<(), Failure> {
 
 /// Starts CMD stopped at its entry point.
 pub fn start(cmd: &[OsString]) -> Result<launch::Stopped, Failure> {
+    start_with(cmd, &launch::Extra::default())
+}
+
+/// [`start`] with extra environment variables and inherited descriptors.
+pub fn start_with(cmd: &[OsString], extra: &launch::Extra) -> Result<launch::Stopped, Failure> {
     launch::install_stop_handler()
         .map_err(|e| Failure::failed(anyhow!("installing the SIGINT handler: {e}")))?;
-    launch::spawn_at_entry(&cmd[0], &cmd[1..]).map_err(Failure::refused)
+    launch::spawn_at_entry_with(&cmd[0], &cmd[1..], extra).map_err(Failure::refused)
 }
 
 /// The status to exit with for a child's end.

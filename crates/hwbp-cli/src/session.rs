@@ -172,7 +172,7 @@ pub fn watch(
         None => None,
     };
     if opts.json {
-        out.hit(&report::start_json(pid.get(), watches));
+        out.hit(&report::start_json(pid.get(), watches, None));
     }
     let mut names: HashMap<u32, Option<Arc<str>>> = HashMap::new();
     // Threads that exit before their first hit is drained keep the process's name.

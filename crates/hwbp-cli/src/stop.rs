@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use hwbp::launch;
+use hwbp::ptrace::agent::{AgentLaunch, AgentSession};
 use hwbp::ptrace::{
     self, Expr, Hit as StopHit, RunEnd, StopHandler, StopOptions, TraceError, Tracer, ValueType,
     Verdict, WatchSpec,
@@ -56,6 +57,24 @@ pub struct StopArgs {
     /// attached) and print the `gdb -p PID` command to continue in a debugger
     #[arg(long = "break")]
     pub brk: bool,
+    /// With --stop: how the program is stopped at a hit. `agent`: a handler preloaded into
+    /// the program holds the accessing thread (fast; `run` only). `ptrace`: hwbp traces every
+    /// thread and stops them all at each reported hit. `auto`: the agent for `run` without
+    /// --break when the program loads it, else ptrace
+    #[arg(long, value_enum, default_value_t = Via::Auto, value_name = "HOW")]
+    pub stop_via: Via,
+}
+
+/// `--stop-via`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    /// The agent when possible, else ptrace.
+    #[default]
+    Auto,
+    /// The in-process agent (`run` only, not with --break).
+    Agent,
+    /// The ptrace tracer.
+    Ptrace,
 }
 
 impl StopArgs {
@@ -72,6 +91,11 @@ impl StopArgs {
             return Err(Failure::refused(anyhow!(
                 "--break needs --stop: only stop mode can leave the program stopped at a hit; \
                  add --stop"
+            )));
+        }
+        if self.stop_via != Via::Auto {
+            return Err(Failure::refused(anyhow!(
+                "--stop-via needs --stop: it chooses how stop mode stops the program; add --stop"
             )));
         }
         Ok(())
@@ -181,7 +205,29 @@ fn requeue_early_signal() {
 /// Runs `hwbp run --stop`.
 pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let condition = check_args(&args.stop, &args.report)?;
-    let stopped = run::start(&args.cmd)?;
+    // The agent (docs/STOP_MODE.md): unless ptrace is asked for or --break needs it.
+    let agent = match (args.stop.stop_via, args.stop.brk) {
+        (Via::Agent, true) => {
+            return Err(Failure::refused(anyhow!(
+                "--break needs --stop-via ptrace: the agent holds the accessing thread inside \
+                 its signal handler, it cannot leave it stopped at the access for gdb; drop \
+                 --stop-via agent"
+            )))
+        }
+        (Via::Ptrace, _) | (Via::Auto, true) => None,
+        (Via::Agent | Via::Auto, false) => match AgentLaunch::new() {
+            Ok(a) => Some(a),
+            Err(e) if args.stop.stop_via == Via::Agent => {
+                return Err(Failure::refused(anyhow!(
+                    "--stop-via agent: the in-process agent is not available here ({e}); use \
+                     --stop-via ptrace"
+                )))
+            }
+            Err(_) => None,
+        },
+    };
+    let extra = agent.as_ref().map(AgentLaunch::extra).unwrap_or_default();
+    let stopped = run::start_with(&args.cmd, &extra)?;
     let pid = stopped.pid();
     ptrace::install_shutdown_signals()
         .map_err(|e| Failure::failed(anyhow!("blocking the shutdown signals: {e:?}")))?;
@@ -190,18 +236,51 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let (typed, symbolizer) = run::resolve_typed(pid, &args.watches.watch)?;
     let specs = watch_specs(&typed, &condition, args.report.changed)?;
     let types: Vec<ValueType> = specs.iter().map(|s| s.ty).collect();
+    let agent = match agent {
+        Some(a) if a.loaded(pid.get()) => Some(a),
+        Some(_) if args.stop.stop_via == Via::Agent => {
+            return Err(Failure::refused(anyhow!(
+                "--stop-via agent: the agent did not load into '{}' (a statically linked or \
+                 setuid program, or a libc that ignores LD_PRELOAD); use --stop-via ptrace",
+                args.cmd[0].to_string_lossy()
+            )))
+        }
+        Some(_) => {
+            messages::note(&format!(
+                "the in-process agent did not load into '{}' (statically linked or setuid?); \
+                 stopping through ptrace, which costs more per hit",
+                args.cmd[0].to_string_lossy()
+            ));
+            None
+        }
+        None => None,
+    };
     let out = Out::to(args.report.output.as_deref())?;
-    let pid = stopped
-        .detach_stopped()
-        .map_err(|e| Failure::failed(anyhow!("{e}")))?;
-    let tracer = Tracer::attach(pid.get(), specs, options(&args.stop)).map_err(|e| {
-        discard(pid);
-        trace_failure(e, pid)
-    })?;
-    kill(pid, libc::SIGCONT);
+    let backend = match agent {
+        Some(agent) => {
+            let session = agent
+                .arm(pid.get(), specs, options(&args.stop))
+                .map_err(|e| trace_failure(e, pid))?;
+            stopped
+                .resume()
+                .map_err(|e| Failure::failed(anyhow!("{e}")))?;
+            Backend::Agent(session)
+        }
+        None => {
+            let pid = stopped
+                .detach_stopped()
+                .map_err(|e| Failure::failed(anyhow!("{e}")))?;
+            let tracer = Tracer::attach(pid.get(), specs, options(&args.stop)).map_err(|e| {
+                discard(pid);
+                trace_failure(e, pid)
+            })?;
+            kill(pid, libc::SIGCONT);
+            Backend::Tracer(tracer)
+        }
+    };
     let watches: Vec<WatchInfo> = typed.into_iter().map(|(w, _)| w).collect();
     let mut session = Session::new(
-        pid,
+        (pid, backend.name()),
         &watches,
         types,
         symbolizer,
@@ -209,10 +288,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         &args.report,
         out,
     )?;
-    let end = match session.run(tracer) {
+    let end = match session.run(backend) {
         Ok(end) => end,
         Err(f) => {
-            // The tracer released the program: let it finish, then report the failure.
+            // The backend released the program: let it finish, then report the failure.
             let _ = wait_child(pid);
             return Err(f);
         }
@@ -231,9 +310,30 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::from(u8::try_from(status).unwrap_or(255)))
 }
 
+/// What stops the program at a hit.
+enum Backend {
+    Tracer(Tracer),
+    Agent(AgentSession),
+}
+
+impl Backend {
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Tracer(_) => "ptrace",
+            Backend::Agent(_) => "agent",
+        }
+    }
+}
+
 /// Runs `hwbp attach --stop`.
 pub fn attach(args: AttachArgs) -> Result<ExitCode, Failure> {
     let condition = check_args(&args.stop, &args.report)?;
+    if args.stop.stop_via == Via::Agent {
+        return Err(Failure::refused(anyhow!(
+            "--stop-via agent works for programs hwbp starts (`hwbp run`): the agent is \
+             preloaded at start-up; attach stops through ptrace (drop --stop-via)"
+        )));
+    }
     let pid = run::live_pid(args.pid)?;
     let duration = run::duration(args.duration)?;
     ptrace::install_shutdown_signals()
@@ -255,7 +355,7 @@ pub fn attach(args: AttachArgs) -> Result<ExitCode, Failure> {
         });
     }
     let mut session = Session::new(
-        pid,
+        (pid, "ptrace"),
         &watches,
         types,
         symbolizer,
@@ -263,7 +363,7 @@ pub fn attach(args: AttachArgs) -> Result<ExitCode, Failure> {
         &args.report,
         out,
     )?;
-    let end = session.run(tracer)?;
+    let end = session.run(Backend::Tracer(tracer))?;
     session.announce(&end);
     session.finish(None)?;
     Ok(ExitCode::SUCCESS)
@@ -298,7 +398,8 @@ struct Session<'a> {
     quiet: bool,
     regs: bool,
     start: Instant,
-    t0: Option<Instant>,
+    /// The first hit's `Hit::time_ns`.
+    t0: Option<u64>,
     last_flush: Instant,
     last_refresh: Option<Instant>,
     last_site: Option<(u64, Arc<Site>)>,
@@ -309,8 +410,9 @@ struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
+    /// `via`: the backend's name, for the start record.
     fn new(
-        pid: Pid,
+        (pid, via): (Pid, &str),
         watches: &'a [WatchInfo],
         types: Vec<ValueType>,
         symbolizer: Symbolizer,
@@ -332,7 +434,7 @@ impl<'a> Session<'a> {
             None => None,
         };
         if report.json {
-            out.hit(&report::start_json(pid.get(), watches));
+            out.hit(&report::start_json(pid.get(), watches, Some(via)));
             out.flush();
         }
         Ok(Session {
@@ -364,11 +466,20 @@ impl<'a> Session<'a> {
         })
     }
 
-    /// Runs the tracer to its end; the tracer is dropped (released) before this returns.
-    fn run(&mut self, mut tracer: Tracer) -> Result<RunEnd, Failure> {
-        let end = tracer.run(self);
-        self.seen = tracer.hits_seen();
-        drop(tracer);
+    /// Runs the backend to its end; it is dropped (released) before this returns.
+    fn run(&mut self, backend: Backend) -> Result<RunEnd, Failure> {
+        let end = match backend {
+            Backend::Tracer(mut tracer) => {
+                let end = tracer.run(self);
+                self.seen = tracer.hits_seen();
+                end
+            }
+            Backend::Agent(mut agent) => {
+                let end = agent.run(self);
+                self.seen = agent.hits_seen();
+                end
+            }
+        };
         self.out.flush();
         end.map_err(|e| Failure::failed(anyhow!("{e}").context("stop mode")))
     }
@@ -428,17 +539,22 @@ impl StopHandler for Session<'_> {
             return Verdict::Continue;
         }
         let now = Instant::now();
-        let t0 = *self.t0.get_or_insert(now);
+        let t0 = *self.t0.get_or_insert(h.time_ns);
         let w = &self.watches[h.watch];
         // x86 data breakpoints trap after the access: `rip` is the next instruction; the
         // symbolizer decodes back to the store, as for a perf sample's IP.
+        if h.new_code {
+            // Code mapped since the last read of the memory map (the agent holds the
+            // program until this returns): read it again now, whatever the rate limit.
+            self.last_refresh = None;
+        }
         let site = match h.ip {
             Some(ip) if ip != 0 => self.site(ip),
             _ => Arc::new(unknown_site(0)),
         };
         let thread = self.thread_name(tid);
         let hit = Hit {
-            time_ns: u64::try_from(now.duration_since(t0).as_nanos()).unwrap_or(u64::MAX),
+            time_ns: h.time_ns.saturating_sub(t0),
             tid,
             thread,
             cpu: None,

@@ -21,7 +21,7 @@
 
 use std::ffi::{CString, OsStr, OsString};
 use std::fmt;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use crate::sys::launch::{self as sys, WaitStatus};
@@ -158,6 +158,26 @@ pub struct Stopped {
 
 /// Starts `program` with `args` (not including argv\[0\]) and stops it at its entry point.
 pub fn spawn_at_entry(program: &OsStr, args: &[OsString]) -> Result<Stopped, LaunchError> {
+    spawn_at_entry_with(program, args, &Extra::default())
+}
+
+/// What a program gets besides its arguments: environment variables set (or replaced) on top
+/// of this process's environment, and descriptors it inherits (their `FD_CLOEXEC` is cleared
+/// in the child only).
+#[derive(Debug, Default)]
+pub struct Extra {
+    /// `(NAME, VALUE)` pairs.
+    pub env: Vec<(OsString, OsString)>,
+    /// Raw descriptors, open in this process for the duration of the call.
+    pub inherit: Vec<i32>,
+}
+
+/// [`spawn_at_entry`] with an [`Extra`] environment and inherited descriptors.
+pub fn spawn_at_entry_with(
+    program: &OsStr,
+    args: &[OsString],
+    extra: &Extra,
+) -> Result<Stopped, LaunchError> {
     let path = find_program(program).ok_or_else(|| LaunchError::NotFound {
         program: program.to_string_lossy().into_owned(),
     })?;
@@ -176,10 +196,30 @@ pub fn spawn_at_entry(program: &OsStr, args: &[OsString]) -> Result<Stopped, Lau
             errno: Errno::EINVAL,
         })?);
     }
-    let pid = sys::spawn_traced(&c_path, &argv).map_err(|errno| LaunchError::Exec {
-        program: path.clone(),
-        errno,
-    })?;
+    let env = if extra.env.is_empty() {
+        None
+    } else {
+        let replaced = |name: &OsStr| extra.env.iter().any(|(n, _)| n == name);
+        let mut env: Vec<CString> = Vec::new();
+        let vars = std::env::vars_os().filter(|(n, _)| !replaced(n));
+        for (n, v) in vars.chain(extra.env.iter().cloned()) {
+            let mut kv = n.into_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            env.push(CString::new(kv).map_err(|_| LaunchError::Exec {
+                program: path.clone(),
+                errno: Errno::EINVAL,
+            })?);
+        }
+        Some(env)
+    };
+    let pid =
+        sys::spawn_traced(&c_path, &argv, env.as_deref(), &extra.inherit).map_err(|errno| {
+            LaunchError::Exec {
+                program: path.clone(),
+                errno,
+            }
+        })?;
     let mut stopped = Stopped {
         pid,
         entry: 0,

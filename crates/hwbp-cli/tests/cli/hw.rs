@@ -159,8 +159,10 @@ pub fn keys(v: &Value) -> Vec<&str> {
 pub fn check_record(v: &Value) {
     match v["schema"].as_str() {
         Some("hwbp.start/1") => {
-            assert_eq!(keys(v), ["pid", "schema", "watches"]);
+            assert_eq!(keys(v), ["pid", "schema", "stop", "watches"]);
             assert!(v["pid"].is_u64());
+            assert!([Some("agent"), Some("ptrace"), None].contains(&v["stop"].as_str()));
+            assert!(v["stop"].is_string() || v["stop"].is_null());
             for w in v["watches"].as_array().unwrap() {
                 assert_eq!(keys(w), ["access", "addr", "label", "len", "watch"]);
                 assert!(is_hex(&w["addr"]) && w["len"].is_u64() && w["watch"].is_u64());

@@ -12,6 +12,7 @@
 //! Not for: argument parsing or printing (the CLI), symbol resolution (the symbols layer
 //! passes a [`WatchSpec`] with a [`ValueType`]).
 
+pub mod agent;
 mod drfile;
 mod expr;
 mod tracer;
@@ -57,6 +58,34 @@ impl WatchSpec {
             changed_only: false,
         }
     }
+}
+
+/// A hit's typed values, when it passes `--if` and `--changed`.
+pub(crate) struct Judged {
+    pub old_value: Value,
+    pub new_value: Value,
+    pub condition_error: Option<EvalError>,
+}
+
+/// The filters of stop mode, the same for the tracer and the agent: the condition (a hit
+/// whose condition fails to evaluate is reported, as gdb stops on such errors) and
+/// `changed_only` (gdb's `watch`: the bytes differ from the shadow copy). `None`: not
+/// reported.
+pub(crate) fn judge(spec: &WatchSpec, old: &[u8], new: &[u8]) -> Option<Judged> {
+    let new_value = spec.ty.decode(new);
+    let old_value = spec.ty.decode(old);
+    let (pass, condition_error) = match &spec.condition {
+        None => (true, None),
+        Some(c) => match c.holds(new_value, old_value) {
+            Ok(b) => (b, None),
+            Err(e) => (true, Some(e)),
+        },
+    };
+    (pass && (old != new || !spec.changed_only)).then_some(Judged {
+        old_value,
+        new_value,
+        condition_error,
+    })
 }
 
 /// How a stop-mode session behaves.
@@ -142,6 +171,13 @@ pub struct Hit<'a> {
     pub ip: Option<u64>,
     /// Hits seen so far in this session, this one included (filtered ones too).
     pub seq: u64,
+    /// The accessing instruction is in code mapped since the session last read the memory
+    /// map (a library loaded later): re-read it now, the program is held until this returns
+    /// (the agent; the tracer always holds the program, and says `false`).
+    pub new_code: bool,
+    /// When the access happened: `CLOCK_MONOTONIC` nanoseconds (the agent stamps the hit in
+    /// its handler; the tracer at the stop).
+    pub time_ns: u64,
 }
 
 /// What to do after a reported hit.

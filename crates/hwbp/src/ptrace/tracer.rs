@@ -16,16 +16,17 @@ use hwbp_core::arch::{Arch, Chunk};
 use hwbp_core::spec::{Privilege, Spec};
 
 use super::{
-    ExecVerdict, Hit, Regs, RunEnd, StopHandler, StopOptions, ThreadEvent, TraceError, Verdict,
-    WatchSpec,
+    judge, ExecVerdict, Hit, Judged, Regs, RunEnd, StopHandler, StopOptions, ThreadEvent,
+    TraceError, Verdict, WatchSpec,
 };
 use crate::sys::ptrace as sys;
 use crate::sys::ptrace::{Errno, Tid, WaitStatus};
 
 /// Debug registers per x86 thread.
 const SLOTS: u32 = 4;
-/// `sig_data` tag: "hwbp" in the top 32 bits, then watch index (bits 8..16) and piece (0..8).
-const TAG: u64 = 0x6877_6270 << 32;
+/// `sig_data` tag: "hwbp" in the top 32 bits, then watch index (bits 8..16) and piece (0..8);
+/// shared with the in-process agent.
+const TAG: u64 = crate::sys::agent_layout::TAG;
 const EVENT_STOP: i32 = 128;
 
 struct Armed {
@@ -116,7 +117,7 @@ fn thread_exiting(pid: i32, tid: Tid) -> bool {
     }
 }
 
-fn task_ids(pid: i32) -> Vec<Tid> {
+pub(super) fn task_ids(pid: i32) -> Vec<Tid> {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return Vec::new();
     };
@@ -598,18 +599,13 @@ impl Tracer {
             return Ok(Verdict::Continue); // a stale tag from before a re-arm
         };
         let _ = sys::read_memory(tid, w.spec.region.addr, &mut w.scratch);
-        let changed = w.scratch != w.shadow;
-        let new_value = w.spec.ty.decode(&w.scratch);
-        let old_value = w.spec.ty.decode(&w.shadow);
-        let (pass, condition_error) = match &w.spec.condition {
-            None => (true, None),
-            Some(c) => match c.holds(new_value, old_value) {
-                Ok(b) => (b, None),
-                Err(e) => (true, Some(e)),
-            },
-        };
         let mut verdict = Verdict::Continue;
-        if pass && (changed || !w.spec.changed_only) {
+        if let Some(Judged {
+            old_value,
+            new_value,
+            condition_error,
+        }) = judge(&w.spec, &w.shadow, &w.scratch)
+        {
             if self.opts.all_stop {
                 self.stop_all(Some(tid))?;
             }
@@ -638,6 +634,8 @@ impl Tracer {
                 regs,
                 ip,
                 seq: self.hits,
+                new_code: false,
+                time_ns: crate::sys::clock::monotonic_ns(),
             };
             verdict = handler.hit(&hit);
             if self.opts.all_stop && verdict == Verdict::Continue {
@@ -675,7 +673,7 @@ pub fn resolve_program(name: &str) -> Option<std::path::PathBuf> {
 }
 
 /// Plans every watch with hwbp-core's x86 planner and checks the per-thread register budget.
-fn plan_all(watches: &[WatchSpec]) -> Result<Vec<Vec<Chunk>>, TraceError> {
+pub(super) fn plan_all(watches: &[WatchSpec]) -> Result<Vec<Vec<Chunk>>, TraceError> {
     let arch = X86_64::new();
     let mut plans = Vec::with_capacity(watches.len());
     let mut needed = 0u32;

@@ -22,11 +22,22 @@ pub enum WaitStatus {
 }
 
 /// Forks; the child asks to be traced (`PTRACE_TRACEME`) and execs `path` with `argv`, so it
-/// stops with SIGTRAP right after the exec. Returns the child's pid, or the child's exec errno
-/// (the child is reaped then).
-pub fn spawn_traced(path: &CStr, argv: &[CString]) -> Result<Pid, Errno> {
+/// stops with SIGTRAP right after the exec. `env`: the environment (else this process's);
+/// `inherit`: descriptors whose `FD_CLOEXEC` the child clears, so the program gets them.
+/// Returns the child's pid, or the child's exec errno (the child is reaped then).
+pub fn spawn_traced(
+    path: &CStr,
+    argv: &[CString],
+    env: Option<&[CString]>,
+    inherit: &[i32],
+) -> Result<Pid, Errno> {
     let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     ptrs.push(std::ptr::null());
+    let envp: Option<Vec<*const libc::c_char>> = env.map(|env| {
+        let mut v: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
+        v.push(std::ptr::null());
+        v
+    });
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` is a live array of two c_ints that pipe2 fills.
     check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }.into())?;
@@ -36,12 +47,16 @@ pub fn spawn_traced(path: &CStr, argv: &[CString]) -> Result<Pid, Errno> {
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         // Child.
-        // SAFETY: see above; `ptrs` is a NULL-terminated array of NUL-terminated strings that
-        // outlive the call; `err` is a live 4-byte buffer.
+        // SAFETY: see above; `ptrs` and `envp` are NULL-terminated arrays of NUL-terminated
+        // strings that outlive the call; `err` is a live 4-byte buffer.
         unsafe {
             libc::close(rd);
-            if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) == 0 {
-                libc::execv(path.as_ptr(), ptrs.as_ptr());
+            let kept = inherit.iter().all(|&fd| super::agent::inherit_fd(fd));
+            if kept && libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) == 0 {
+                match &envp {
+                    Some(envp) => libc::execve(path.as_ptr(), ptrs.as_ptr(), envp.as_ptr()),
+                    None => libc::execv(path.as_ptr(), ptrs.as_ptr()),
+                };
             }
             let err = (*libc::__errno_location()).to_ne_bytes();
             libc::write(wr, err.as_ptr().cast(), 4);

@@ -17,6 +17,10 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use crate::attr::PerfEventAttr;
 
+pub mod agent;
+/// The memory shared with the in-process agent (crates/hwbp-agent/src/layout.rs).
+#[path = "../../../hwbp-agent/src/layout.rs"]
+pub mod agent_layout;
 pub mod clock;
 pub mod launch;
 pub mod mmap;

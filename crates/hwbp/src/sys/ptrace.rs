@@ -343,12 +343,29 @@ pub fn open_sigtrap_breakpoint(
     bp_type: u32,
     sig_data: u64,
 ) -> Result<OwnedFd, Errno> {
+    open_sigtrap_breakpoint_on(tid, addr, len_bytes, bp_type, sig_data, false)
+}
+
+/// [`open_sigtrap_breakpoint`], and with `inherit`: also `inherit` (bit 1) and
+/// `inherit_thread` (bit 35), so threads the thread creates later get the breakpoint (a forked
+/// child does not).
+pub fn open_sigtrap_breakpoint_on(
+    tid: Tid,
+    addr: u64,
+    len_bytes: u64,
+    bp_type: u32,
+    sig_data: u64,
+    inherit: bool,
+) -> Result<OwnedFd, Errno> {
     let mut attr = [0u8; 136];
     let mut put = |off: usize, bytes: &[u8]| attr[off..off + bytes.len()].copy_from_slice(bytes);
     put(0, &5u32.to_ne_bytes()); // PERF_TYPE_BREAKPOINT
     put(4, &136u32.to_ne_bytes());
     put(16, &1u64.to_ne_bytes()); // sample_period = 1: every hit overflows
-    let flags: u64 = (1 << 5) | (1 << 6) | (1 << 36) | (1 << 37);
+    let mut flags: u64 = (1 << 5) | (1 << 6) | (1 << 36) | (1 << 37);
+    if inherit {
+        flags |= (1 << 1) | (1 << 35);
+    }
     put(40, &flags.to_ne_bytes());
     put(52, &bp_type.to_ne_bytes());
     put(56, &addr.to_ne_bytes());
@@ -429,7 +446,7 @@ pub fn fork_stopped(p: &Prepared) -> Result<Tid, Errno> {
 /// Signals a tracer turns into an orderly shutdown.
 pub const SHUTDOWN_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
-fn sigset(signals: &[i32]) -> libc::sigset_t {
+pub(crate) fn sigset(signals: &[i32]) -> libc::sigset_t {
     let mut set = MaybeUninit::<libc::sigset_t>::zeroed();
     // SAFETY: sigemptyset/sigaddset initialise and edit the set we own.
     unsafe {

@@ -1,0 +1,409 @@
+//! Stop mode without a tracer: the in-process agent (crates/hwbp-agent), for programs hwbp
+//! starts. The fast path of `hwbp run --stop`; the [`super::Tracer`] remains the general one.
+//!
+//! The program is started with the agent preloaded ([`AgentLaunch::extra`] for
+//! [`crate::launch::spawn_at_entry_with`]); its constructor installs a SIGTRAP handler before
+//! any code of the program runs. At the entry point, [`AgentLaunch::loaded`] says whether it is
+//! there (a static or setuid program, or a foreign libc, ignores `LD_PRELOAD`: use the tracer),
+//! and [`AgentLaunch::arm`] opens every planned piece as a perf breakpoint with `sigtrap=1`,
+//! `inherit` + `inherit_thread` (threads created later follow, forked children do not) and
+//! `remove_on_exec`, **owned by hwbp** — so they vanish with hwbp, however it dies.
+//!
+//! A hit stops the accessing thread in the agent's handler, which reads the watched bytes and
+//! the registers right after the access and appends a record to a ring shared with hwbp; the
+//! thread goes on without a context switch. [`AgentSession::run`] reads the records in order
+//! and applies exactly what the tracer applies at a stop: the shadow copy (`old`), `--if`,
+//! `--changed`, and calls the same [`StopHandler`] with the same [`Hit`].
+//!
+//! What differs from the tracer, by design (docs/STOP_MODE.md):
+//! - only the accessing thread is held during its hit (gdb's non-stop), not all threads;
+//! - [`Verdict::Break`] cannot leave the thread stopped at the access (it is inside the
+//!   handler): it is taken as [`Verdict::Detach`]; use the tracer for `--break`;
+//! - `exec` removes the watches (`remove_on_exec`) and the new image runs without the agent:
+//!   [`StopHandler::exec`] is not called (the tracer's default, `Detach`, is what happens);
+//! - no [`StopHandler::thread`] events (threads are not traced).
+//!
+//! Reliability: when hwbp lets go (end, [`Verdict::Detach`], a shutdown signal, a panic via
+//! `Drop`) it closes the events and marks the ring closed; a SIGTRAP already queued is taken by
+//! the agent's handler and dropped. After a SIGKILL of hwbp the events are gone with its fds and
+//! any queued SIGTRAP still lands in the handler: no window in which the program can be killed
+//! by a stray SIGTRAP (the tracer has one, docs/STOP_MODE.md).
+
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::time::Duration;
+
+use super::tracer::{plan_all, task_ids};
+use super::{judge, Hit, Judged, Regs, RunEnd, StopHandler, StopOptions, TraceError, Verdict};
+use super::{Errno, Tid, WatchSpec};
+use crate::launch::Extra;
+use crate::sys::agent::{self as sys, SharedRing};
+use crate::sys::agent_layout as layout;
+use crate::sys::launch::WaitStatus;
+use crate::sys::ptrace as pt;
+use crate::sys::Pid;
+
+/// Whether this build carries the agent (x86-64 Linux).
+pub fn available() -> bool {
+    !sys::LIBRARY.is_empty()
+}
+
+/// The agent's files for one program about to be started.
+pub struct AgentLaunch {
+    ring: SharedRing,
+    library: OwnedFd,
+}
+
+impl AgentLaunch {
+    /// Creates the agent library file and the shared ring (both memfds, close-on-exec here;
+    /// only the started program inherits them).
+    pub fn new() -> Result<AgentLaunch, Errno> {
+        if !available() {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let library = sys::library_file(sys::LIBRARY)?;
+        let ring = SharedRing::create()?;
+        let h = ring.header();
+        h.consumer_pid.store(Pid::current().get() as u32, Relaxed);
+        h.version.store(layout::VERSION, Relaxed);
+        h.state.store(layout::STATE_NEW, Relaxed);
+        h.magic.store(layout::MAGIC, Release);
+        Ok(AgentLaunch { ring, library })
+    }
+
+    /// The environment and descriptors the program must get: the agent first in `LD_PRELOAD`
+    /// (a user's `LD_PRELOAD` follows it, and the agent restores it for the program's
+    /// children), and `HWBP_AGENT=RING_FD,LIBRARY_FD`.
+    pub fn extra(&self) -> Extra {
+        let (ring, library) = (self.ring.fd().as_raw_fd(), self.library.as_raw_fd());
+        let mut preload = OsString::from(format!("/proc/self/fd/{library}"));
+        let mut env = Vec::new();
+        if let Some(user) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
+            preload.push(":");
+            preload.push(&user);
+            env.push(("HWBP_AGENT_PRELOAD".into(), user));
+        }
+        env.push(("LD_PRELOAD".into(), preload));
+        env.push(("HWBP_AGENT".into(), format!("{ring},{library}").into()));
+        Extra {
+            env,
+            inherit: vec![ring, library],
+        }
+    }
+
+    /// Whether the agent is active in `pid` (call it at the program's entry point, when the
+    /// constructors of its libraries have run).
+    pub fn loaded(&self, pid: i32) -> bool {
+        let h = self.ring.header();
+        h.state.load(Acquire) == layout::STATE_LOADED && h.agent_pid.load(Acquire) == pid as u32
+    }
+
+    /// Arms `watches` on `pid` (stopped at its entry point, agent loaded): every thread now,
+    /// and by inheritance every thread it creates later. Transactional: on error nothing stays
+    /// open and the ring is closed.
+    pub fn arm(
+        self,
+        pid: i32,
+        watches: Vec<WatchSpec>,
+        opts: StopOptions,
+    ) -> Result<AgentSession, TraceError> {
+        if !self.loaded(pid) {
+            return Err(TraceError::Spawn {
+                errno: Errno::ENOENT,
+            });
+        }
+        let plan = plan_all(&watches)?;
+        if let Some(w) = watches
+            .iter()
+            .find(|w| w.region.len_bytes as usize > layout::MAX_BYTES)
+        {
+            return Err(TraceError::TooManyPieces {
+                needed: w.region.len_bytes.div_ceil(8) as u32,
+                capacity: 4,
+            });
+        }
+        let mut session = AgentSession {
+            pid,
+            ring: self.ring,
+            watches: Vec::new(),
+            fds: Vec::new(),
+            opts,
+            hits: 0,
+            released: false,
+        };
+        let h = session.ring.header();
+        for (slot, w) in h.watches.iter().zip(&watches) {
+            slot.addr.store(w.region.addr, Relaxed);
+            slot.len.store(w.region.len_bytes as u32, Relaxed);
+        }
+        publish_code_ranges(h, pid);
+        let regs = if opts.regs { layout::FLAG_REGS } else { 0 };
+        h.flags.store(regs | layout::FLAG_RANGES, Relaxed);
+        h.nwatch.store(watches.len() as u32, Release);
+        for w in watches {
+            let mut shadow = vec![0; w.region.len_bytes as usize];
+            let _ = pt::read_memory(Tid(pid), w.region.addr, &mut shadow);
+            let scratch = shadow.clone();
+            session.watches.push(Armed {
+                spec: w,
+                shadow,
+                scratch,
+            });
+        }
+        for tid in task_ids(pid) {
+            for (wi, chunks) in plan.iter().enumerate() {
+                for (pi, c) in chunks.iter().enumerate() {
+                    let tag = layout::TAG | ((wi as u64) << 8) | pi as u64;
+                    match pt::open_sigtrap_breakpoint_on(
+                        tid,
+                        c.attr.addr,
+                        c.attr.len_bytes,
+                        c.attr.bp_type,
+                        tag,
+                        true,
+                    ) {
+                        Ok(fd) => session.fds.push(fd),
+                        Err(Errno::ESRCH) => {} // the thread exited meanwhile
+                        Err(errno) => {
+                            return Err(TraceError::Arm {
+                                tid,
+                                addr: c.attr.addr,
+                                errno,
+                            })
+                        }
+                    }
+                }
+            }
+        }
+        drop(self.library);
+        Ok(session)
+    }
+}
+
+struct Armed {
+    spec: WatchSpec,
+    shadow: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+/// A program in stop mode through the agent. Dropping it lets the program go (watches closed).
+pub struct AgentSession {
+    pid: i32,
+    ring: SharedRing,
+    watches: Vec<Armed>,
+    fds: Vec<OwnedFd>,
+    opts: StopOptions,
+    hits: u64,
+    released: bool,
+}
+
+/// The poll interval right after records were found, and the longest one when idle (a
+/// producer that finds the ring full ends the sleep with a SIGCHLD).
+const POLL_MIN: Duration = Duration::from_millis(1);
+const POLL_MAX: Duration = Duration::from_millis(20);
+
+impl AgentSession {
+    /// The program.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Hits seen so far (reported or filtered).
+    pub fn hits_seen(&self) -> u64 {
+        self.hits
+    }
+
+    /// Hits the agent did not record because hwbp had let go (after a detach or shutdown).
+    pub fn dropped(&self) -> u64 {
+        self.ring.header().dropped.load(Relaxed)
+    }
+
+    /// SIGTRAPs that were not hwbp's and went to the program's own disposition.
+    pub fn foreign_sigtraps(&self) -> u64 {
+        self.ring.header().foreign.load(Relaxed)
+    }
+
+    /// Reads hits until the program exits, the handler detaches, or a shutdown signal
+    /// (SIGINT, SIGTERM, SIGHUP, blocked by [`super::install_shutdown_signals`]) arrives. The
+    /// program must be this process's child and no longer traced (the launcher detached).
+    pub fn run(&mut self, handler: &mut dyn StopHandler) -> Result<RunEnd, TraceError> {
+        let pid = Pid::new(self.pid).ok_or(TraceError::NoSuchProcess { pid: self.pid })?;
+        let mut signals = pt::SHUTDOWN_SIGNALS.to_vec();
+        signals.push(libc::SIGCHLD);
+        let mut sleep = POLL_MIN;
+        loop {
+            let (n, verdict) = self.drain(handler);
+            if verdict != Verdict::Continue {
+                self.release();
+                return Ok(RunEnd::Detached);
+            }
+            match crate::sys::launch::wait(pid, false) {
+                Ok(Some(end @ (WaitStatus::Exited(_) | WaitStatus::Signaled(_)))) => {
+                    // Every hit of the program is in the ring by now (recorded synchronously).
+                    let (_, verdict) = self.drain(handler);
+                    self.release();
+                    return Ok(match (verdict, end) {
+                        (Verdict::Continue, WaitStatus::Exited(c)) => RunEnd::Exited(c),
+                        (Verdict::Continue, WaitStatus::Signaled(s)) => RunEnd::Killed(s),
+                        _ => RunEnd::Detached,
+                    });
+                }
+                Ok(_) => {}
+                Err(errno) => return Err(TraceError::Wait { errno }),
+            }
+            sleep = if n > 0 {
+                POLL_MIN
+            } else {
+                (sleep * 2).min(POLL_MAX)
+            };
+            match sys::wait_signal_for(&signals, sleep) {
+                Ok(None | Some(libc::SIGCHLD)) => {}
+                Ok(Some(signal)) => {
+                    self.release();
+                    let _ = self.drain(handler);
+                    return Ok(RunEnd::Shutdown { signal });
+                }
+                Err(errno) => return Err(TraceError::Wait { errno }),
+            }
+        }
+    }
+
+    /// Handles every published record; returns how many, and the first verdict that is not
+    /// `Continue` (records after it are left unread).
+    fn drain(&mut self, handler: &mut dyn StopHandler) -> (u64, Verdict) {
+        let mut n = 0;
+        loop {
+            let h = self.ring.header();
+            let tail = h.tail.load(Relaxed);
+            if tail == h.head.load(Acquire) {
+                return (n, Verdict::Continue);
+            }
+            let rec = self.ring.record(tail);
+            let sync = rec.flags & layout::REC_SYNC != 0;
+            let verdict = if sync {
+                // The thread waits for this record: read the map while the code is there,
+                // handle it, then release the thread.
+                publish_code_ranges(h, self.pid);
+                let verdict = self.on_record(&rec, true, handler);
+                self.consumed(tail);
+                verdict
+            } else {
+                self.consumed(tail);
+                self.on_record(&rec, false, handler)
+            };
+            n += 1;
+            if verdict != Verdict::Continue {
+                return (n, verdict);
+            }
+        }
+    }
+
+    /// Frees slot `tail` and wakes a producer waiting for it.
+    fn consumed(&self, tail: u64) {
+        let h = self.ring.header();
+        h.tail.store(tail.wrapping_add(1), SeqCst);
+        if h.producer_waiting.load(SeqCst) != 0 {
+            h.producer_waiting.store(0, SeqCst);
+            h.space.fetch_add(1, SeqCst);
+            sys::futex_wake_all(&h.space);
+        }
+    }
+
+    fn on_record(
+        &mut self,
+        rec: &layout::Record,
+        new_code: bool,
+        handler: &mut dyn StopHandler,
+    ) -> Verdict {
+        self.hits += 1;
+        let wi = usize::from(rec.watch);
+        let Some(w) = self.watches.get_mut(wi) else {
+            return Verdict::Continue;
+        };
+        // Unreadable (unmapped meanwhile): keep the shadow, as the tracer does.
+        if rec.flags & layout::REC_UNREADABLE == 0 {
+            let n = w.scratch.len().min(rec.len as usize);
+            w.scratch[..n].copy_from_slice(&rec.bytes[..n]);
+        }
+        let mut verdict = Verdict::Continue;
+        if let Some(Judged {
+            old_value,
+            new_value,
+            condition_error,
+        }) = judge(&w.spec, &w.shadow, &w.scratch)
+        {
+            let regs = self.opts.regs.then_some(Regs { values: rec.regs });
+            let ip = (self.opts.ip || self.opts.regs).then_some(rec.regs[layout::RIP]);
+            let hit = Hit {
+                tid: Tid(rec.tid as i32),
+                watch: wi,
+                piece: usize::from(rec.piece),
+                old: &w.shadow,
+                new: &w.scratch,
+                old_value,
+                new_value,
+                condition_error,
+                regs,
+                ip,
+                seq: self.hits,
+                new_code,
+                time_ns: rec.time_ns,
+            };
+            verdict = match handler.hit(&hit) {
+                Verdict::Break => Verdict::Detach,
+                v => v,
+            };
+        }
+        w.shadow.copy_from_slice(&w.scratch);
+        verdict
+    }
+
+    /// Closes every watch (no new SIGTRAP) and tells the agent to record nothing more; a
+    /// producer waiting for space is woken and drops its hit.
+    fn release(&mut self) {
+        if self.released {
+            return;
+        }
+        self.released = true;
+        self.fds.clear();
+        let h = self.ring.header();
+        h.state.store(layout::STATE_CLOSED, SeqCst);
+        h.space.fetch_add(1, SeqCst);
+        sys::futex_wake_all(&h.space);
+    }
+}
+
+/// Publishes the program's executable mappings (every `x` mapping of `/proc/PID/maps`, named
+/// or not) as the code hwbp knows; a hit from elsewhere is synchronous. Unreadable maps (the
+/// program is gone): nothing changes.
+fn publish_code_ranges(h: &layout::Header, pid: i32) {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+        return;
+    };
+    let ranges = text.lines().filter_map(|line| {
+        let mut fields = line.split_ascii_whitespace();
+        let (range, perms) = (fields.next()?, fields.next()?);
+        if perms.as_bytes().get(2) != Some(&b'x') {
+            return None;
+        }
+        let (start, end) = range.split_once('-')?;
+        Some((
+            u64::from_str_radix(start, 16).ok()?,
+            u64::from_str_radix(end, 16).ok()?,
+        ))
+    });
+    let mut n = 0;
+    for (slot, (start, end)) in h.ranges.iter().zip(ranges) {
+        slot[0].store(start, Relaxed);
+        slot[1].store(end, Relaxed);
+        n += 1;
+    }
+    h.nranges.store(n as u32, Release);
+}
+
+impl Drop for AgentSession {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
