@@ -64,22 +64,29 @@ fn offline_or_skip(test: &str) -> Option<OnlineGuard> {
     }
 }
 
-/// `hwbp run --json -o OUT --watch counter -- on_cpu 1 WRITES`, with the fixture at "ready".
+/// `hwbp CMD... --watch counter -- on_cpu 1 WRITES`, with the fixture at "ready".
 struct Session {
     hwbp: Child,
     to_fixture: ChildStdin,
     fixture_out: Lines<BufReader<ChildStdout>>,
     err: BufReader<ChildStderr>,
+    /// `run`'s JSON Lines.
     out: PathBuf,
     /// Dropped when the test is done with the processes; until then the watchdog waits.
     _done: mpsc::Sender<()>,
 }
 
 impl Session {
-    fn start(exe: &Path, name: &str) -> Session {
+    /// `hwbp run --json -o OUT ...`.
+    fn run(exe: &Path, name: &str) -> Session {
         let out = tmp(name);
+        let path = out.to_str().unwrap().to_owned();
+        Session::start(exe, &["run", "--json", "-o", &path], out)
+    }
+
+    fn start(exe: &Path, cmd: &[&str], out: PathBuf) -> Session {
         let mut hwbp = Command::new(env!("CARGO_BIN_EXE_hwbp"))
-            .args(["run", "--json", "-o", out.to_str().unwrap()])
+            .args(cmd)
             .args(["--watch", "counter", "--"])
             .arg(exe)
             .args([CPU.to_string(), WRITES.to_string()])
@@ -118,14 +125,20 @@ impl Session {
         assert_eq!(self.fixture_out.next().unwrap().unwrap(), "done");
     }
 
-    /// Waits for hwbp; returns its stderr (from where the test stopped reading), the summary
-    /// and every hit's (cpu, tid).
-    fn finish(mut self) -> (String, Value, Vec<(u64, u64)>) {
+    /// Waits for hwbp to exit 0; returns its stderr from where the test stopped reading.
+    fn stderr(mut self) -> String {
         let mut rest = String::new();
         self.err.read_to_string(&mut rest).unwrap();
         let status = self.hwbp.wait().unwrap();
         assert_eq!(status.code(), Some(0), "{rest}");
-        let recs = records(&self.out);
+        rest
+    }
+
+    /// [`Session::stderr`], the summary and every hit's (cpu, tid) of `run`.
+    fn finish(self) -> (String, Value, Vec<(u64, u64)>) {
+        let out = self.out.clone();
+        let rest = self.stderr();
+        let recs = records(&out);
         let hits = recs
             .iter()
             .filter(|r| r["schema"] == "hwbp.hit/1")
@@ -173,7 +186,7 @@ fn run_records_every_hit_on_a_cpu_that_went_offline_and_came_back() {
     let test = "run_records_every_hit_on_a_cpu_that_went_offline_and_came_back";
     let Some(exe) = fixture() else { return };
     let _hw = hw_exclusive();
-    let mut run = Session::start(exe, "hotplug-back");
+    let mut run = Session::run(exe, "hotplug-back");
     // Armed with CPU 1 online: its per-task events live in the threads' contexts and survive
     // CPU 1 going away, and so does its ring.
     let Some(guard) = offline_or_skip(test) else {
@@ -200,7 +213,7 @@ fn run_records_every_hit_on_a_cpu_that_was_offline_at_start() {
     };
     // Armed with CPU 1 offline (events on it all the same); the fixture's second thread is
     // created after arming, while CPU 1 is still offline, and inherits them.
-    let mut run = Session::start(exe, "hotplug-late");
+    let mut run = Session::run(exe, "hotplug-late");
     guard.set(true).unwrap();
     drop(guard);
     // Its events already count; hwbp says when it has mapped CPU 1's ring.
@@ -232,17 +245,9 @@ fn all_stopped(pid: u32) -> bool {
         })
 }
 
-#[test]
-fn run_counts_hits_before_a_new_cpus_ring_is_mapped_as_lost() {
-    let test = "run_counts_hits_before_a_new_cpus_ring_is_mapped_as_lost";
-    let Some(exe) = fixture() else { return };
-    let _hw = hw_exclusive();
-    let Some(guard) = offline_or_skip(test) else {
-        return;
-    };
-    let mut run = Session::start(exe, "hotplug-gap");
-    // hwbp (and its hotplug monitor) frozen: CPU 1 comes online and every write happens
-    // before hwbp can map CPU 1's ring. The kernel counts them but has nowhere to record them.
+/// Brings CPU 1 online and lets the fixture write while hwbp is stopped (SIGSTOP, all its
+/// threads, the hotplug monitor's included), then resumes hwbp.
+fn online_while_stopped(run: &mut Session, guard: OnlineGuard) {
     let pid = run.hwbp.id();
     signal(pid, libc::SIGSTOP);
     while !all_stopped(pid) {
@@ -252,6 +257,20 @@ fn run_counts_hits_before_a_new_cpus_ring_is_mapped_as_lost() {
     drop(guard);
     run.go();
     signal(pid, libc::SIGCONT);
+}
+
+#[test]
+fn run_counts_hits_before_a_new_cpus_ring_is_mapped_as_lost() {
+    let test = "run_counts_hits_before_a_new_cpus_ring_is_mapped_as_lost";
+    let Some(exe) = fixture() else { return };
+    let _hw = hw_exclusive();
+    let Some(guard) = offline_or_skip(test) else {
+        return;
+    };
+    let mut run = Session::run(exe, "hotplug-gap");
+    // hwbp (and its hotplug monitor) frozen: CPU 1 comes online and every write happens
+    // before hwbp can map CPU 1's ring. The kernel counts them but has nowhere to record them.
+    online_while_stopped(&mut run, guard);
     let (stderr, s, hits) = run.finish();
     // Whether hwbp still mapped the ring before the program's exit ended the session.
     let mapped = format!(
@@ -265,4 +284,29 @@ fn run_counts_hits_before_a_new_cpus_ring_is_mapped_as_lost() {
         "{test}: {s}"
     );
     assert!(hits.is_empty(), "{test}");
+}
+
+#[test]
+fn stat_per_thread_says_how_many_hits_it_could_not_record() {
+    let test = "stat_per_thread_says_how_many_hits_it_could_not_record";
+    let Some(exe) = fixture() else { return };
+    let _hw = hw_exclusive();
+    let Some(guard) = offline_or_skip(test) else {
+        return;
+    };
+    let mut stat = Session::start(exe, &["stat", "--per-thread", "--json"], PathBuf::new());
+    online_while_stopped(&mut stat, guard);
+    let stderr = stat.stderr();
+    let (note, report) = stderr.split_once('\n').unwrap();
+    assert_eq!(
+        note,
+        format!(
+            "hwbp: {} hits were counted but not recorded (a full ring buffer, or a CPU that \
+             came online before hwbp could record it): the per-thread counts miss them",
+            2 * WRITES
+        ),
+        "{test}"
+    );
+    let v: Value = serde_json::from_str(report.trim()).unwrap();
+    assert_eq!(v["watches"][0]["hits"], 0, "{test}: {v}");
 }
