@@ -76,6 +76,28 @@ struct Session {
     _done: mpsc::Sender<()>,
 }
 
+/// Not a timed assertion: a hwbp that never prints what a test waits for would leave the test
+/// waiting forever; killing it (SIGKILL, after 300 s) makes the test fail on what it read.
+/// Drop the returned sender once done with `pid`.
+fn watchdog(pid: u32) -> mpsc::Sender<()> {
+    let (done, wait) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if wait.recv_timeout(Duration::from_secs(300)) == Err(mpsc::RecvTimeoutError::Timeout) {
+            // SAFETY: kill(2) has no memory preconditions.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    });
+    done
+}
+
+/// The note hwbp prints once it records a CPU that came online.
+fn recording_note() -> String {
+    format!(
+        "hwbp: CPU {CPU} came online: recording its hits (any made there before this are \
+         counted as lost)\n"
+    )
+}
+
 impl Session {
     /// `hwbp run --json -o OUT ...`.
     fn run(exe: &Path, name: &str) -> Session {
@@ -95,16 +117,7 @@ impl Session {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        // Not a timed assertion: a hwbp that never prints what a test waits for would leave
-        // the fixture waiting forever; killing it makes the test fail on what it read.
-        let (done, wait) = mpsc::channel::<()>();
-        let pid = hwbp.id() as i32;
-        std::thread::spawn(move || {
-            if wait.recv_timeout(Duration::from_secs(300)) == Err(mpsc::RecvTimeoutError::Timeout) {
-                // SAFETY: kill(2) has no memory preconditions.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        });
+        let done = watchdog(hwbp.id());
         let to_fixture = hwbp.stdin.take().unwrap();
         let mut fixture_out = BufReader::new(hwbp.stdout.take().unwrap()).lines();
         let err = BufReader::new(hwbp.stderr.take().unwrap());
@@ -219,14 +232,7 @@ fn run_records_every_hit_on_a_cpu_that_was_offline_at_start() {
     // Its events already count; hwbp says when it has mapped CPU 1's ring.
     let mut note = String::new();
     run.err.read_line(&mut note).unwrap();
-    assert_eq!(
-        note,
-        format!(
-            "hwbp: CPU {CPU} came online: recording its hits (any made there before this are \
-             counted as lost)\n"
-        ),
-        "{test}"
-    );
+    assert_eq!(note, recording_note(), "{test}");
     run.go();
     let (stderr, s, hits) = run.finish();
     assert_eq!(stderr, "", "{test}");
@@ -273,11 +279,10 @@ fn run_counts_hits_before_a_new_cpus_ring_is_mapped_as_lost() {
     online_while_stopped(&mut run, guard);
     let (stderr, s, hits) = run.finish();
     // Whether hwbp still mapped the ring before the program's exit ended the session.
-    let mapped = format!(
-        "hwbp: CPU {CPU} came online: recording its hits (any made there before this are \
-         counted as lost)\n"
+    assert!(
+        stderr.is_empty() || stderr == recording_note(),
+        "{test}: {stderr}"
     );
-    assert!(stderr.is_empty() || stderr == mapped, "{test}: {stderr}");
     assert_eq!(
         (s["seen"].as_u64(), s["lost"].as_u64()),
         (Some(0), Some(2 * WRITES)),
@@ -309,4 +314,58 @@ fn stat_per_thread_says_how_many_hits_it_could_not_record() {
     );
     let v: Value = serde_json::from_str(report.trim()).unwrap();
     assert_eq!(v["watches"][0]["hits"], 0, "{test}: {v}");
+}
+
+#[test]
+fn attach_records_every_hit_on_a_cpu_that_was_offline_when_it_armed() {
+    let test = "attach_records_every_hit_on_a_cpu_that_was_offline_when_it_armed";
+    let Some(exe) = fixture() else { return };
+    let _hw = hw_exclusive();
+    let Some(guard) = offline_or_skip(test) else {
+        return;
+    };
+    let mut target = Command::new(exe)
+        .args([CPU.to_string(), WRITES.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(target.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let pid = target.id().to_string();
+    let out = tmp("hotplug-attach");
+    // Both threads exist and are held still (ptrace seize) while armed, CPU 1 offline.
+    let mut hwbp = Command::new(env!("CARGO_BIN_EXE_hwbp"))
+        .args(["attach", "--json", "-o", out.to_str().unwrap()])
+        .args(["--watch", "counter", "-p", &pid])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _done = watchdog(hwbp.id());
+    let mut err = BufReader::new(hwbp.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert_eq!(
+        line,
+        format!("hwbp: watching 1 watch in pid {pid}; Ctrl-C to stop\n")
+    );
+    guard.set(true).unwrap();
+    drop(guard);
+    line.clear();
+    err.read_line(&mut line).unwrap();
+    assert_eq!(line, recording_note(), "{test}");
+    target.stdin.take().unwrap().write_all(b"g").unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "done");
+    assert!(target.wait().unwrap().success());
+    let mut rest = String::new();
+    err.read_to_string(&mut rest).unwrap();
+    assert_eq!((hwbp.wait().unwrap().code(), rest.as_str()), (Some(0), ""));
+    let recs = records(&out);
+    let hits: Vec<(u64, u64)> = recs
+        .iter()
+        .filter(|r| r["schema"] == "hwbp.hit/1")
+        .map(|r| (r["cpu"].as_u64().unwrap(), r["tid"].as_u64().unwrap()))
+        .collect();
+    all_recorded(test, summary(&recs), &hits);
 }
