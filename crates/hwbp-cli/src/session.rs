@@ -212,6 +212,14 @@ pub fn watch(
         let last = ended || timed_out || outcome.signal.is_some() || filter.done();
         if !last {
             sampler.poll(Duration::from_millis(50));
+        } else if let Err(e) = sampler.stop() {
+            crate::messages::note(&format!(
+                "cannot stop the watches before the last read ({e}): hits made after it may \
+                 be counted as lost"
+            ));
+        }
+        for news in sampler.hotplug_news() {
+            crate::messages::note(&news.to_string());
         }
         raws.clear();
         let backtrace = opts.backtrace;
@@ -333,7 +341,8 @@ pub fn watch(
     outcome.totals = Totals {
         seen,
         reported: filter.reported(),
-        lost: sampler.stats().lost,
+        // Hits on a CPU that came online before its ring was mapped are lost too.
+        lost: sampler.stats().lost.saturating_add(sampler.unrecorded()),
         duration_ns: u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX),
     };
     drop(sampler);

@@ -106,6 +106,32 @@ impl Counting {
         }
     }
 
+    /// Stops a per-thread sampler before its last drain: nothing is counted after it.
+    fn stop(&self) {
+        if let Counting::PerThread(s, _, _) = self {
+            if let Err(e) = s.stop() {
+                crate::messages::note(&format!(
+                    "cannot stop the watches before the last read: {e}"
+                ));
+            }
+        }
+    }
+
+    /// Per-thread counts come from samples: how many hits the kernel counted that no sample
+    /// recorded (a full ring, or a CPU that came online before its ring was mapped), if any.
+    fn missed_note(&self) -> Option<String> {
+        let Counting::PerThread(s, _, _) = self else {
+            return None;
+        };
+        let missed = s.stats().lost.saturating_add(s.unrecorded());
+        (missed > 0).then(|| {
+            format!(
+                "{missed} hits were counted but not recorded (a full ring buffer, or a CPU that \
+                 came online before hwbp could record it): the per-thread counts miss them"
+            )
+        })
+    }
+
     fn wait(&mut self, d: Duration) {
         match self {
             Counting::PerThread(s, _, _) => {
@@ -155,7 +181,11 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     let process = session::comm(pid, None);
     let mut counting = counting;
     let status = watch_until(&mut counting, pid, child.as_mut(), duration)?;
+    counting.stop();
     counting.drain();
+    if let Some(note) = counting.missed_note() {
+        crate::messages::note(&note);
+    }
     let elapsed = start.elapsed();
     let text = match &counting {
         Counting::Exact(ws) => {

@@ -692,6 +692,8 @@ mod sim {
 mod attach_churn;
 #[path = "cli/errors.rs"]
 mod errors;
+#[path = "cli/hotplug.rs"]
+mod hotplug;
 #[path = "cli/hw.rs"]
 mod hw;
 #[path = "cli/stat_caps.rs"]

@@ -14,15 +14,73 @@ use serde_json::Value;
 /// Every hardware test holds the machine-wide shared lock of the hwbp test suites (tests
 /// that open CPU-wide events, which take slots from every thread, hold it exclusively).
 pub fn hw_shared() -> std::fs::File {
-    let f = std::fs::OpenOptions::new()
+    let f = lock_file_open();
+    hwbp::sys::lock_file(f.as_fd(), hwbp::sys::LockMode::Shared).expect("flock shared");
+    f
+}
+
+fn lock_file_open() -> std::fs::File {
+    std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .read(true)
         .write(true)
         .open("/tmp/hwbp-hardware-tests.lock")
-        .expect("open the hardware-test lock file");
-    hwbp::sys::lock_file(f.as_fd(), hwbp::sys::LockMode::Shared).expect("flock shared");
+        .expect("open the hardware-test lock file")
+}
+
+/// Written (with the CPU number) before a test offlines a CPU, removed once it is back online;
+/// the same file as the library's hotplug tests use.
+pub const OFFLINED_MARKER: &str = "/tmp/hwbp-hardware-tests.offlined-cpu";
+
+/// For tests that hotplug CPUs: the machine-wide lock held exclusively (no other hwbp test
+/// runs meanwhile). A CPU left offline by a killed run (its marker is there) is brought back.
+pub fn hw_exclusive() -> std::fs::File {
+    let f = lock_file_open();
+    hwbp::sys::lock_file(f.as_fd(), hwbp::sys::LockMode::Exclusive).expect("flock exclusive");
+    if let Ok(cpu) = std::fs::read_to_string(OFFLINED_MARKER) {
+        let path = format!("/sys/devices/system/cpu/cpu{}/online", cpu.trim());
+        match std::fs::write(&path, "1") {
+            Ok(()) => {
+                skip_note!(
+                    "brought CPU {} back online (left offline by a killed run)",
+                    cpu.trim()
+                );
+                let _ = std::fs::remove_file(OFFLINED_MARKER);
+            }
+            Err(e) => skip_note!("could not bring CPU {} back online: {e}", cpu.trim()),
+        }
+    }
     f
+}
+
+/// Brings its CPU back online when dropped, on every path (a failed assertion included).
+pub struct OnlineGuard(pub u32);
+
+impl OnlineGuard {
+    /// Offlining leaves [`OFFLINED_MARKER`], removed once the CPU is back online, so a run
+    /// killed in between (no Drop) is repaired by the next [`hw_exclusive`].
+    pub fn set(&self, online: bool) -> std::io::Result<()> {
+        if !online {
+            std::fs::write(OFFLINED_MARKER, self.0.to_string())?;
+        }
+        std::fs::write(
+            format!("/sys/devices/system/cpu/cpu{}/online", self.0),
+            if online { "1" } else { "0" },
+        )?;
+        if online {
+            let _ = std::fs::remove_file(OFFLINED_MARKER);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for OnlineGuard {
+    fn drop(&mut self) {
+        if let Err(e) = self.set(true) {
+            skip_note!("could not bring CPU {} back online: {e}", self.0);
+        }
+    }
 }
 
 pub struct Fixtures {
