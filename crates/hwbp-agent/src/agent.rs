@@ -1,5 +1,6 @@
-//! The constructor, the SIGTRAP handler and the `sigaction`/`signal` interposers (x86-64
-//! Linux, glibc ABI). Every `unsafe` of the agent is here.
+//! The constructor, the SIGTRAP handler and the interposers of `sigaction`, `signal`,
+//! `sigprocmask` and `pthread_sigmask` (x86-64 Linux, glibc ABI). Every `unsafe` of the agent
+//! is here.
 
 use core::ffi::{c_char, c_int, c_long, c_void};
 use core::ptr;
@@ -79,6 +80,7 @@ const EMPTY_ACTION: SigAction = SigAction {
 
 type SigactionFn = unsafe extern "C" fn(c_int, *const SigAction, *mut SigAction) -> c_int;
 type SignalFn = unsafe extern "C" fn(c_int, usize) -> usize;
+type MaskFn = unsafe extern "C" fn(c_int, *const [u64; 16], *mut [u64; 16]) -> c_int;
 type InfoHandler = unsafe extern "C" fn(c_int, *mut c_void, *mut c_void);
 type PlainHandler = unsafe extern "C" fn(c_int);
 
@@ -88,6 +90,8 @@ static HEADER: AtomicPtr<Header> = AtomicPtr::new(ptr::null_mut());
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static REAL_SIGACTION: AtomicUsize = AtomicUsize::new(0);
 static REAL_SIGNAL: AtomicUsize = AtomicUsize::new(0);
+static REAL_SIGPROCMASK: AtomicUsize = AtomicUsize::new(0);
+static REAL_PTHREAD_SIGMASK: AtomicUsize = AtomicUsize::new(0);
 /// The program's own SIGTRAP disposition (what it would have without the agent).
 static USER_HANDLER: AtomicUsize = AtomicUsize::new(SIG_DFL);
 static USER_FLAGS: AtomicUsize = AtomicUsize::new(0);
@@ -478,4 +482,52 @@ pub unsafe extern "C" fn signal(sig: c_int, handler: usize) -> usize {
         // SAFETY: dlsym returned libc's `signal`, whose type this is.
         f => core::mem::transmute::<usize, SignalFn>(f)(sig, handler),
     }
+}
+
+const SIG_UNBLOCK: c_int = 1;
+
+/// A mask change with SIGTRAP taken out of what would be blocked: a hit in a thread that
+/// blocks every signal (a common worker-thread idiom) must still be taken at the access, not
+/// later (a blocked perf SIGTRAP is queued and delivered whenever the mask allows).
+unsafe fn mask_without_sigtrap(
+    cache: &AtomicUsize,
+    name: &core::ffi::CStr,
+    how: c_int,
+    set: *const [u64; 16],
+    old: *mut [u64; 16],
+) -> c_int {
+    let f = next_symbol(cache, name);
+    if f == 0 {
+        return -1;
+    }
+    // SAFETY: dlsym returned libc's function of this name, whose type this is.
+    let real = core::mem::transmute::<usize, MaskFn>(f);
+    match set.as_ref() {
+        Some(set) if how != SIG_UNBLOCK && ACTIVE.load(Acquire) => {
+            let mut copy = *set;
+            copy[0] &= !(1u64 << (SIGTRAP - 1));
+            real(how, &copy, old)
+        }
+        _ => real(how, set, old),
+    }
+}
+
+/// `sigprocmask(2)`, interposed: never blocks SIGTRAP while the agent is active.
+#[no_mangle]
+pub unsafe extern "C" fn sigprocmask(
+    how: c_int,
+    set: *const [u64; 16],
+    old: *mut [u64; 16],
+) -> c_int {
+    mask_without_sigtrap(&REAL_SIGPROCMASK, c"sigprocmask", how, set, old)
+}
+
+/// `pthread_sigmask(3)`, interposed: never blocks SIGTRAP while the agent is active.
+#[no_mangle]
+pub unsafe extern "C" fn pthread_sigmask(
+    how: c_int,
+    set: *const [u64; 16],
+    old: *mut [u64; 16],
+) -> c_int {
+    mask_without_sigtrap(&REAL_PTHREAD_SIGMASK, c"pthread_sigmask", how, set, old)
 }

@@ -18,7 +18,11 @@
 //! Anything else (an `int3`, `raise(SIGTRAP)`, another perf user's sigtrap) goes to the
 //! program's own SIGTRAP disposition: `sigaction` and `signal` are interposed for SIGTRAP, so
 //! a handler the program installs later is recorded and called from here, and the default
-//! action is re-raised as it would have happened.
+//! action is re-raised as it would have happened. `sigprocmask` and `pthread_sigmask` are
+//! interposed so that SIGTRAP is never blocked: a thread that blocks every signal (worker
+//! threads often do) still takes its hits at the access (a blocked perf SIGTRAP would wait
+//! in the queue and be read late, or never). The program's view of its mask then lacks
+//! SIGTRAP; calls through `syscall(2)` or glibc's internal ones are not interposed.
 //!
 //! Every function called from the handler is async-signal-safe: atomics, raw system calls,
 //! no allocation, no lock but the ring's futex (never taken twice by one thread: SIGTRAP is
