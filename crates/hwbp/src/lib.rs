@@ -12,9 +12,11 @@
 //!   (this process only).
 //!
 //! Where `unsafe` lives: only in [`sys`] (every system call; `sys::mmap` for the ring buffers,
-//! `sys::signal` for the SIGTRAP handler, `sys::ptrace` for ptrace and waitpid, `sys::clock` for the clock) — the crate denies
-//! `unsafe_code` everywhere else. Everything above is safe code over
-//! [`std::os::fd::OwnedFd`], [`Tid`], [`Pid`] and [`Cpu`].
+//! `sys::signal` for the SIGTRAP handler, `sys::ptrace` for ptrace and waitpid, `sys::clock`
+//! for the clock, `sys::agent` for stop mode's in-process agent: memfds, shared ring, futex)
+//! — the crate denies `unsafe_code` everywhere else. Everything above is safe code over
+//! [`std::os::fd::OwnedFd`], [`Tid`], [`Pid`] and [`Cpu`]. The agent itself, preloaded into
+//! the watched program, is the separate crate `hwbp-agent` (built by this crate's build.rs).
 //!
 //! Not for: ptrace-based debugging (the `ptrace` backend) or printing (the CLI).
 #![warn(missing_docs)]
