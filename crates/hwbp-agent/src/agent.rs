@@ -176,6 +176,11 @@ unsafe extern "C" fn init() {
         return;
     }
     set_user(&old);
+    // Resolved now, not at first use: the program may call them from a signal handler, where
+    // dlsym is not safe.
+    next_symbol(&REAL_SIGNAL, c"signal");
+    next_symbol(&REAL_SIGPROCMASK, c"sigprocmask");
+    next_symbol(&REAL_PTHREAD_SIGMASK, c"pthread_sigmask");
     HEADER.store(p.cast(), Release);
     ACTIVE.store(true, Release);
     h.agent_pid.store(getpid() as u32, Release);
