@@ -1,10 +1,14 @@
 //! The stop-mode tracer: attach or spawn, arm every thread, the wait loop, all-stop,
 //! break, and the orderly release used by shutdown signals, panics and `Drop`.
 //!
-//! Release order (every path: shutdown, break, detach, Drop): (1) close every breakpoint fd —
-//! no new SIGTRAP can be generated; (2) stop every thread; (3) for each thread, deliver and
-//! suppress any perf SIGTRAP still queued (`PTRACE_PEEKSIGINFO`); (4) `PTRACE_DETACH` each
-//! thread, re-injecting a foreign signal it was stopped with.
+//! Release order (every path: shutdown, break, detach, Drop): (1) disable every breakpoint
+//! event, read its count, close its fd — no new SIGTRAP can be generated; (2) stop every
+//! thread; (3) for each thread, deliver and suppress any perf SIGTRAP still queued
+//! (`PTRACE_PEEKSIGINFO`; unblocked for that delivery where the thread blocks SIGTRAP); (4)
+//! `PTRACE_DETACH` each thread, re-injecting a foreign signal it was stopped with.
+//!
+//! Hits a thread makes while it blocks SIGTRAP never become stops; they are counted exactly
+//! ([`Tracer::hits_not_stopped`], module `unstopped`).
 
 mod release;
 mod unstopped;
