@@ -774,3 +774,39 @@ fn hits_of_a_thread_that_blocks_sigtrap_are_lost_through_ptrace_not_with_the_age
         (Some(1100), Some(1100), Some(0))
     );
 }
+
+/// `attach --stop` to the same program: the worker's 1000 hits are `lost`, and the note says
+/// that attach has no remedy.
+#[test]
+fn attach_counts_the_hits_of_a_thread_that_blocks_sigtrap_as_lost() {
+    let Some(exe) = stop_target() else { return };
+    let _hw = hw_shared();
+    let out = tmp("stop-blocked-attach");
+    let mut target = waiting(exe, &["blocked", "1000", "100"], None);
+    let (hwbp, mut err) = attach(
+        target.id(),
+        &["--json", "-o", out.to_str().unwrap(), "--watch", "target"],
+    );
+    target.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert!(target.wait().unwrap().success());
+    let status = hwbp.wait_with_output().unwrap().status;
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(0), "{rest}");
+    assert!(
+        rest.starts_with("hwbp: 1000 hits could not be stopped (counted as lost)")
+            && rest.ends_with("; attach has no remedy: only a program hwbp starts (`hwbp run --stop`, the default agent) can be kept from blocking SIGTRAP\n"),
+        "{rest}"
+    );
+    let recs = records(&out);
+    assert_eq!(stop_hits(&recs).len(), 100);
+    let s = summary(&recs);
+    assert_eq!(
+        (
+            s["seen"].as_u64(),
+            s["reported"].as_u64(),
+            s["lost"].as_u64()
+        ),
+        (Some(100), Some(100), Some(1000))
+    );
+}
