@@ -279,6 +279,15 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         }
     };
     let watches: Vec<WatchInfo> = typed.into_iter().map(|(w, _)| w).collect();
+    let remedy = if args.stop.brk {
+        "--break needs ptrace; without --break, `hwbp run --stop` (the default agent) keeps \
+         SIGTRAP unblocked and stops them"
+    } else if args.stop.stop_via == Via::Ptrace {
+        "use `hwbp run --stop` with the default agent (drop --stop-via ptrace): it never lets \
+         the program block SIGTRAP"
+    } else {
+        "the agent, which keeps SIGTRAP unblocked, did not load into this program: no remedy"
+    };
     let mut session = Session::new(
         (pid, backend.name()),
         &watches,
@@ -288,6 +297,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         &args.report,
         out,
     )?;
+    session.remedy = remedy;
     let end = match session.run(backend) {
         Ok(end) => end,
         Err(f) => {
@@ -363,6 +373,8 @@ pub fn attach(args: AttachArgs) -> Result<ExitCode, Failure> {
         &args.report,
         out,
     )?;
+    session.remedy = "attach has no remedy: only a program hwbp starts (`hwbp run --stop`, \
+                      the default agent) can be kept from blocking SIGTRAP";
     let end = session.run(Backend::Tracer(tracer))?;
     session.announce(&end);
     session.finish(None)?;
@@ -405,6 +417,10 @@ struct Session<'a> {
     last_site: Option<(u64, Arc<Site>)>,
     reported: u64,
     seen: u64,
+    /// Hits the tracer could not stop (a thread blocked SIGTRAP): the summary's `lost`.
+    not_stopped: u64,
+    /// How to avoid `not_stopped`, for the note on stderr.
+    remedy: &'static str,
     line: String,
     trace_error: Option<std::io::Error>,
 }
@@ -461,6 +477,8 @@ impl<'a> Session<'a> {
             last_site: None,
             reported: 0,
             seen: 0,
+            not_stopped: 0,
+            remedy: "",
             line: String::with_capacity(512),
             trace_error: None,
         })
@@ -472,6 +490,7 @@ impl<'a> Session<'a> {
             Backend::Tracer(mut tracer) => {
                 let end = tracer.run(self);
                 self.seen = tracer.hits_seen();
+                self.not_stopped = tracer.hits_not_stopped();
                 end
             }
             Backend::Agent(mut agent) => {
@@ -500,10 +519,18 @@ impl<'a> Session<'a> {
 
     /// Prints the summary.
     fn finish(&mut self, exit_status: Option<i32>) -> Result<(), Failure> {
+        if self.not_stopped > 0 {
+            messages::note(&format!(
+                "{} hits could not be stopped (counted as lost): the threads that made them \
+                 block SIGTRAP (pthread_sigmask/sigprocmask), so ptrace never stops them at \
+                 the access; {}",
+                self.not_stopped, self.remedy
+            ));
+        }
         let totals = Totals {
             seen: self.seen,
             reported: self.reported,
-            lost: 0,
+            lost: self.not_stopped,
             duration_ns: u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX),
         };
         let text = if self.json {

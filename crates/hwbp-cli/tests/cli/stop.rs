@@ -685,3 +685,128 @@ fn a_second_tracer_is_named_and_the_target_is_untouched() {
 
 #[path = "stop_types.rs"]
 mod types;
+
+/// A worker that blocks every signal writes 1000 times, then main writes 100 times. Through
+/// ptrace the worker's hits cannot be stopped (its perf SIGTRAP stays queued): 100 hits, the
+/// summary's `lost` is exactly 1000 and stderr says why and what to do. The default agent
+/// keeps SIGTRAP unblocked: all 1100 hits, nothing lost, no note.
+#[test]
+fn hits_of_a_thread_that_blocks_sigtrap_are_lost_through_ptrace_not_with_the_agent() {
+    let Some(exe) = stop_target() else { return };
+    let _hw = hw_shared();
+    let out = tmp("stop-blocked-ptrace");
+    let args = |via: Option<&'static str>, out: &Path| {
+        let mut v = vec!["run".to_string(), "--stop".to_string()];
+        if let Some(via) = via {
+            v.extend(["--stop-via".to_string(), via.to_string()]);
+        }
+        for a in [
+            "--json",
+            "-o",
+            out.to_str().unwrap(),
+            "--watch",
+            "target",
+            "--",
+        ] {
+            v.push(a.to_string());
+        }
+        for a in [exe_str(exe), "blocked", "1000", "100", "nowait"] {
+            v.push(a.to_string());
+        }
+        v
+    };
+    let a = args(Some("ptrace"), &out);
+    let (status, stdout, stderr) = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let sum: i64 = (0..100).map(f).sum();
+    assert_eq!(
+        (status, stdout.as_str()),
+        (0, format!("sum {sum} writes 1100\n").as_str()),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr,
+        "hwbp: 1000 hits could not be stopped (counted as lost): the threads that made them \
+         block SIGTRAP (pthread_sigmask/sigprocmask), so ptrace never stops them at the \
+         access; use `hwbp run --stop` with the default agent (drop --stop-via ptrace): it \
+         never lets the program block SIGTRAP\n"
+    );
+    let recs = records(&out);
+    assert_eq!(recs[0]["stop"], "ptrace");
+    let hits = stop_hits(&recs);
+    // The shadow copy is re-read when the worker exits: main's first old value is exact.
+    let want: Vec<(i64, i64)> = (0..100)
+        .map(|i| (if i == 0 { 1_000_999 } else { f(i - 1) }, f(i)))
+        .collect();
+    assert_eq!(pairs(&hits), want);
+    let s = summary(&recs);
+    assert_eq!(
+        (
+            s["seen"].as_u64(),
+            s["reported"].as_u64(),
+            s["lost"].as_u64()
+        ),
+        (Some(100), Some(100), Some(1000))
+    );
+
+    let out = tmp("stop-blocked-agent");
+    let a = args(None, &out);
+    let (status, stdout, stderr) = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        (status, stdout.as_str(), stderr.as_str()),
+        (0, format!("sum {sum} writes 1100\n").as_str(), "")
+    );
+    let recs = records(&out);
+    assert_eq!(recs[0]["stop"], "agent");
+    let hits = stop_hits(&recs);
+    let worker: Vec<i64> = hits[..1000]
+        .iter()
+        .map(|h| h["new_int"].as_i64().unwrap())
+        .collect();
+    assert_eq!(worker, (0..1000).map(|i| 1_000_000 + i).collect::<Vec<_>>());
+    assert_eq!(hits.len(), 1100);
+    let s = summary(&recs);
+    assert_eq!(
+        (
+            s["seen"].as_u64(),
+            s["reported"].as_u64(),
+            s["lost"].as_u64()
+        ),
+        (Some(1100), Some(1100), Some(0))
+    );
+}
+
+/// `attach --stop` to the same program: the worker's 1000 hits are `lost`, and the note says
+/// that attach has no remedy.
+#[test]
+fn attach_counts_the_hits_of_a_thread_that_blocks_sigtrap_as_lost() {
+    let Some(exe) = stop_target() else { return };
+    let _hw = hw_shared();
+    let out = tmp("stop-blocked-attach");
+    let mut target = waiting(exe, &["blocked", "1000", "100"], None);
+    let (hwbp, mut err) = attach(
+        target.id(),
+        &["--json", "-o", out.to_str().unwrap(), "--watch", "target"],
+    );
+    target.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert!(target.wait().unwrap().success());
+    let status = hwbp.wait_with_output().unwrap().status;
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(0), "{rest}");
+    assert!(
+        rest.starts_with("hwbp: 1000 hits could not be stopped (counted as lost)")
+            && rest.ends_with("; attach has no remedy: only a program hwbp starts (`hwbp run --stop`, the default agent) can be kept from blocking SIGTRAP\n"),
+        "{rest}"
+    );
+    let recs = records(&out);
+    assert_eq!(stop_hits(&recs).len(), 100);
+    let s = summary(&recs);
+    assert_eq!(
+        (
+            s["seen"].as_u64(),
+            s["reported"].as_u64(),
+            s["lost"].as_u64()
+        ),
+        (Some(100), Some(100), Some(1000))
+    );
+}

@@ -1,12 +1,17 @@
 //! The stop-mode tracer: attach or spawn, arm every thread, the wait loop, all-stop,
 //! break, and the orderly release used by shutdown signals, panics and `Drop`.
 //!
-//! Release order (every path: shutdown, break, detach, Drop): (1) close every breakpoint fd —
-//! no new SIGTRAP can be generated; (2) stop every thread; (3) for each thread, deliver and
-//! suppress any perf SIGTRAP still queued (`PTRACE_PEEKSIGINFO`); (4) `PTRACE_DETACH` each
-//! thread, re-injecting a foreign signal it was stopped with.
+//! Release order (every path: shutdown, break, detach, Drop): (1) disable every breakpoint
+//! event, read its count, close its fd — no new SIGTRAP can be generated; (2) stop every
+//! thread; (3) for each thread, deliver and suppress any perf SIGTRAP still queued
+//! (`PTRACE_PEEKSIGINFO`; unblocked for that delivery where the thread blocks SIGTRAP); (4)
+//! `PTRACE_DETACH` each thread, re-injecting a foreign signal it was stopped with.
+//!
+//! Hits a thread makes while it blocks SIGTRAP never become stops; they are counted exactly
+//! ([`Tracer::hits_not_stopped`], module `unstopped`).
 
 mod release;
+mod unstopped;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::fd::OwnedFd;
@@ -36,9 +41,17 @@ struct Armed {
     scratch: Vec<u8>,
 }
 
+/// One armed piece on one thread: its event, its `sig_data` tag, and how many of the hits the
+/// event counted are accounted for (stopped, or counted in [`Tracer::hits_not_stopped`]).
+struct Piece {
+    fd: OwnedFd,
+    tag: u64,
+    accounted: u64,
+}
+
 #[derive(Default)]
 struct Thread {
-    fds: Vec<OwnedFd>,
+    fds: Vec<Piece>,
     running: bool,
     /// Auto-attached by a clone event; not armed until its first stop.
     new: bool,
@@ -64,6 +77,8 @@ pub struct Tracer {
     shutdown_requested: Option<i32>,
     released: bool,
     hits: u64,
+    /// Hits the events counted that never became a stop (see [`Tracer::hits_not_stopped`]).
+    not_stopped: u64,
     /// With shutdown signals blocked: a status may be waiting whose SIGCHLD was already
     /// taken by `sigwaitinfo` (SIGCHLD does not queue: one may stand for several statuses),
     /// so `waitpid(WNOHANG)` must be tried before sleeping. False only after a status that
@@ -148,6 +163,7 @@ impl Tracer {
             shutdown_requested: None,
             released: false,
             hits: 0,
+            not_stopped: 0,
             maybe_pending: true,
             reaped: HashSet::new(),
             _same_thread: std::marker::PhantomData,
@@ -351,7 +367,11 @@ impl Tracer {
                     c.attr.bp_type,
                     tag,
                 ) {
-                    Ok(fd) => fds.push(fd),
+                    Ok(fd) => fds.push(Piece {
+                        fd,
+                        tag,
+                        accounted: 0,
+                    }),
                     // The thread exited meanwhile: nothing to watch; its death is reaped later.
                     Err(Errno(libc::ESRCH)) => return Ok(()),
                     Err(errno) => {
@@ -477,7 +497,13 @@ impl Tracer {
             let tid = st.tid;
             let Some((sig, event)) = stopped(st.status) else {
                 // Exited or killed.
-                let known = self.threads.remove(&tid).is_some();
+                let known = match self.threads.remove(&tid) {
+                    Some(mut th) => {
+                        self.not_stopped += unstopped::settle(&mut th);
+                        true
+                    }
+                    None => false,
+                };
                 self.reaped.insert(tid);
                 if tid.0 == self.pid {
                     self.released = true;
@@ -511,7 +537,18 @@ impl Tracer {
             match event {
                 0 if sig == libc::SIGTRAP => {
                     let info = sys::siginfo(tid).map_err(ptrace_err("PTRACE_GETSIGINFO", tid))?;
-                    if info.code == sys::TRAP_PERF && info.perf_data >> 32 == TAG >> 32 {
+                    if info.code == sys::TRAP_PERF
+                        && info.perf_data >> 32 == TAG >> 32
+                        && info.perf_flags & sys::TRAP_PERF_FLAG_ASYNC != 0
+                    {
+                        // Generated while the thread blocked SIGTRAP, delivered now that it
+                        // unblocked it: not at any access, so not a hit to report.
+                        self.settle_late(tid);
+                        self.resume(tid, 0)?;
+                    } else if info.code == sys::TRAP_PERF && info.perf_data >> 32 == TAG >> 32 {
+                        if let Some(th) = self.threads.get_mut(&tid) {
+                            unstopped::note_stopped(th, info.perf_data);
+                        }
                         let w = ((info.perf_data >> 8) & 0xff) as usize;
                         let p = (info.perf_data & 0xff) as usize;
                         match self.on_hit(tid, w, p, handler)? {
@@ -535,10 +572,12 @@ impl Tracer {
                     self.resume(tid, 0)?;
                 }
                 libc::PTRACE_EVENT_EXEC => {
-                    self.threads.retain(|t, _| *t == tid);
-                    if let Some(th) = self.threads.get_mut(&tid) {
-                        th.fds.clear(); // remove_on_exec already removed the events
+                    // remove_on_exec already removed the events; their counts stay readable.
+                    for th in self.threads.values_mut() {
+                        self.not_stopped += unstopped::settle(th);
+                        th.fds.clear();
                     }
+                    self.threads.retain(|t, _| *t == tid);
                     match handler.exec(tid) {
                         ExecVerdict::Rearm(specs) => {
                             let plan = plan_all(&specs)?;
@@ -582,7 +621,14 @@ impl Tracer {
                         }
                     }
                 }
-                _ => self.resume(tid, 0)?, // PTRACE_EVENT_EXIT and others
+                sys::EVENT_EXIT => {
+                    // The thread's last stop with its memory and its pending signals: hits it
+                    // made with SIGTRAP blocked are counted before another thread (a
+                    // `pthread_join`) can go on.
+                    self.settle_late(tid);
+                    self.resume(tid, 0)?;
+                }
+                _ => self.resume(tid, 0)?,
             }
         }
     }

@@ -101,7 +101,14 @@ pub struct SigInfo {
     pub addr: u64,
     /// `si_perf_data`: the event's `sig_data` when `code == TRAP_PERF`.
     pub perf_data: u64,
+    /// `si_perf_flags` (at 36) when `code == TRAP_PERF`: bit 0 `TRAP_PERF_FLAG_ASYNC`, the
+    /// signal was generated while SIGTRAP was blocked in the thread (so it is not delivered
+    /// at the access). 0 before Linux 5.18.
+    pub perf_flags: u32,
 }
+
+/// `TRAP_PERF_FLAG_ASYNC`: `si_perf_flags` bit 0 (`send_sig_perf`, kernel/signal.c).
+pub const TRAP_PERF_FLAG_ASYNC: u32 = 1;
 
 /// siginfo_t layout for the fault group on 64-bit Linux: `si_signo, si_errno, si_code` (3 ×
 /// i32, padded to 16), `si_addr` at 16, then the union whose `_perf._data` is at 24.
@@ -118,6 +125,7 @@ fn decode_siginfo(raw: &libc::siginfo_t) -> SigInfo {
         code: raw.si_code,
         addr: u64_at(16),
         perf_data: u64_at(24),
+        perf_flags: u32::from_ne_bytes([bytes[36], bytes[37], bytes[38], bytes[39]]),
     }
 }
 
@@ -155,6 +163,89 @@ pub fn pending_perf_trap(tid: Tid) -> Result<bool, Errno> {
         let info = decode_siginfo(unsafe { s.assume_init_ref() });
         info.signo == libc::SIGTRAP && info.code == TRAP_PERF
     }))
+}
+
+/// The perf `sigtrap` SIGTRAPs queued (not yet delivered) in this thread's private queue
+/// (`PTRACE_PEEKSIGINFO`, up to 8 entries): how many, and whether one was generated while
+/// SIGTRAP was blocked (`TRAP_PERF_FLAG_ASYNC`). SIGTRAP is a legacy signal: at most one
+/// is queued, every later one is dropped while it waits (`legacy_queue`, kernel/signal.c).
+pub fn pending_perf_traps(tid: Tid) -> Result<(usize, bool), Errno> {
+    let args = libc::ptrace_peeksiginfo_args {
+        off: 0,
+        flags: 0,
+        nr: 8,
+    };
+    let mut out = [MaybeUninit::<libc::siginfo_t>::zeroed(); 8];
+    // SAFETY: `addr` points to the args struct, `data` to room for `nr` siginfo_t records.
+    let r = unsafe {
+        libc::ptrace(
+            libc::PTRACE_PEEKSIGINFO,
+            tid.0,
+            &args as *const libc::ptrace_peeksiginfo_args,
+            out.as_mut_ptr(),
+        )
+    };
+    let n = check(r)? as usize;
+    let mut found = (0, false);
+    for s in &out[..n.min(8)] {
+        // SAFETY: the kernel wrote the first `n` records; the rest stay zeroed.
+        let info = decode_siginfo(unsafe { s.assume_init_ref() });
+        if info.signo == libc::SIGTRAP && info.code == TRAP_PERF {
+            found.0 += 1;
+            found.1 |= info.perf_flags & TRAP_PERF_FLAG_ASYNC != 0;
+        }
+    }
+    Ok(found)
+}
+
+/// `PTRACE_GETSIGMASK`: the signals a stopped thread blocks (bit `n - 1` for signal `n`;
+/// the mask it returns to when stopped inside `ppoll`/`sigsuspend`).
+pub fn sigmask(tid: Tid) -> Result<u64, Errno> {
+    let mut mask: u64 = 0;
+    // SAFETY: `data` points to a writable 8-byte kernel sigset_t; `addr` is its size.
+    let r = unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETSIGMASK,
+            tid.0,
+            8usize,
+            &mut mask as *mut u64,
+        )
+    };
+    check(r).map(|_| mask)
+}
+
+/// `PTRACE_SETSIGMASK`: sets a stopped thread's blocked signals (SIGKILL/SIGSTOP ignored).
+pub fn set_sigmask(tid: Tid, mask: u64) -> Result<(), Errno> {
+    // SAFETY: `data` points to an 8-byte kernel sigset_t that outlives the call.
+    let r = unsafe { libc::ptrace(libc::PTRACE_SETSIGMASK, tid.0, 8usize, &mask as *const u64) };
+    check(r).map(drop)
+}
+
+/// Bit of `sig` in a kernel signal mask.
+pub const fn sig_bit(sig: i32) -> u64 {
+    1u64 << (sig - 1)
+}
+
+/// A perf event's count (`read(2)` with `read_format` 0: one u64). Readable after the
+/// thread exited (the final count) and after `PERF_EVENT_IOC_DISABLE`.
+pub fn read_count(fd: &OwnedFd) -> Result<u64, Errno> {
+    use std::os::fd::AsRawFd;
+    let mut v: u64 = 0;
+    // SAFETY: reads at most 8 bytes into a u64 we own.
+    let r = unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+    match check(r as libc::c_long)? {
+        8 => Ok(v),
+        _ => Err(Errno(libc::EIO)),
+    }
+}
+
+/// `PERF_EVENT_IOC_DISABLE`: the event counts no more hits and sends no more signals.
+pub fn disable_event(fd: &OwnedFd) -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    const PERF_EVENT_IOC_DISABLE: libc::c_ulong = 0x2401;
+    // SAFETY: an ioctl without argument on a perf event descriptor we own.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), PERF_EVENT_IOC_DISABLE as _, 0) };
+    check(r as libc::c_long).map(drop)
 }
 
 /// Byte offset of `u_debugreg[n]` in `struct user` (x86-64: 848 + 8n).

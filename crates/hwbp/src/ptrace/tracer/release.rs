@@ -2,7 +2,9 @@
 //! detaching every thread on shutdown, `--break`, detach and `Drop` (order in the parent
 //! module's docs).
 
-use super::{stopped, task_ids, Thread, Tracer, EVENT_STOP};
+use std::collections::{HashMap, HashSet};
+
+use super::{stopped, task_ids, unstopped, Thread, Tracer, EVENT_STOP};
 use crate::ptrace::{RunEnd, TraceError};
 use crate::sys::ptrace as sys;
 use crate::sys::ptrace::{Errno, Tid};
@@ -70,8 +72,10 @@ impl Tracer {
             if event == EVENT_STOP && !th.new && sig == libc::SIGTRAP {
                 th.interrupted = true;
                 // A hit queued behind the interrupt stop would be delivered untraced if we
-                // died now: let it reach its own (suppressible) delivery stop first.
-                if sys::pending_perf_trap(st.tid).unwrap_or(false) {
+                // died now: let it reach its own (suppressible) delivery stop first. Not
+                // when the thread blocks SIGTRAP: it would never come (counted instead, see
+                // `unstopped`).
+                if deliverable_perf_trap(st.tid) {
                     th.interrupted = false;
                     th.running = true;
                     let _ = sys::cont(st.tid, 0);
@@ -125,10 +129,22 @@ impl Tracer {
             return Ok(());
         }
         self.released = true;
-        // (1) No watch left: closing the fds destroys the events.
-        for th in self.threads.values_mut() {
+        // (1) No watch left: disabling the events ends their counts and signals, closing the
+        // fds destroys them. Hits not accounted for are counted below if they could never
+        // have been stopped.
+        let mut unaccounted: HashMap<Tid, u64> = HashMap::new();
+        for (tid, th) in self.threads.iter_mut() {
+            for p in &th.fds {
+                let _ = sys::disable_event(&p.fd);
+            }
+            let n = unstopped::settle(th);
+            if n > 0 {
+                unaccounted.insert(*tid, n);
+            }
             th.fds.clear();
         }
+        // Threads holding a SIGTRAP generated while SIGTRAP was blocked.
+        let mut late: HashSet<Tid> = HashSet::new();
         // (2) Every thread stopped.
         self.stop_all(None)?;
         // (3) Settle each queued status into the signal its thread is detached with.
@@ -141,7 +157,12 @@ impl Tracer {
                 0
             } else if sig == libc::SIGTRAP {
                 match sys::siginfo(st.tid) {
-                    Ok(i) if i.code == sys::TRAP_PERF => 0,
+                    Ok(i) if i.code == sys::TRAP_PERF => {
+                        if i.perf_flags & sys::TRAP_PERF_FLAG_ASYNC != 0 {
+                            late.insert(st.tid);
+                        }
+                        0
+                    }
                     _ => sig,
                 }
             } else {
@@ -151,15 +172,36 @@ impl Tracer {
                 th.resume_sig = inject;
             }
         }
-        // Queued perf SIGTRAPs: deliver each into a delivery stop and suppress it there.
+        // Queued perf SIGTRAPs: deliver each into a delivery stop and suppress it there. One
+        // in a thread that blocks SIGTRAP would otherwise wait, and kill the program once it
+        // unblocks SIGTRAP after we are gone: unblock it for this delivery, then restore the
+        // thread's mask (`PTRACE_SETSIGMASK` at the delivery stop).
         let tids: Vec<Tid> = self.threads.keys().copied().collect();
+        let trap = sys::sig_bit(libc::SIGTRAP);
         for tid in &tids {
             let mut guard = 0;
-            while self.threads[tid].resume_sig == 0
-                && sys::pending_perf_trap(*tid).unwrap_or(false)
-                && guard < 16
-            {
+            let mut restore = None;
+            let mut blocked = false;
+            if let Ok(mask) = sys::sigmask(*tid) {
+                blocked = mask & trap != 0;
+            }
+            while self.threads[tid].resume_sig == 0 && guard < 16 {
+                match sys::pending_perf_traps(*tid) {
+                    Ok((n, is_late)) if n > 0 => {
+                        if is_late {
+                            late.insert(*tid);
+                        }
+                    }
+                    _ => break,
+                }
                 guard += 1;
+                if blocked && restore.is_none() {
+                    let Ok(mask) = sys::sigmask(*tid) else { break };
+                    if sys::set_sigmask(*tid, mask & !trap).is_err() {
+                        break;
+                    }
+                    restore = Some(mask);
+                }
                 if sys::cont(*tid, 0).is_err() {
                     break;
                 }
@@ -177,6 +219,22 @@ impl Tracer {
                     _ => break,
                 }
             }
+            if let Some(mask) = restore {
+                let _ = sys::set_sigmask(*tid, mask);
+            }
+            // Hits of a thread that blocks SIGTRAP (or held a late one), or that is gone,
+            // never became stops; those of any other thread were queued stops the end of
+            // the session overtook.
+            if let Some(n) = unaccounted.get(tid) {
+                if blocked || late.contains(tid) || !self.threads.contains_key(tid) {
+                    self.not_stopped += n;
+                }
+            }
+        }
+        for (tid, n) in &unaccounted {
+            if !tids.contains(tid) {
+                self.not_stopped += n; // gone while being stopped
+            }
         }
         if leave_stopped {
             let _ = sys::kill(self.pid, libc::SIGSTOP);
@@ -192,6 +250,13 @@ impl Tracer {
         }
         Ok(())
     }
+}
+
+/// Whether a perf SIGTRAP is queued in a stopped thread and SIGTRAP is not blocked there
+/// (so resuming the thread delivers it into a signal-delivery-stop).
+fn deliverable_perf_trap(tid: Tid) -> bool {
+    sys::pending_perf_traps(tid).is_ok_and(|(n, _)| n > 0)
+        && sys::sigmask(tid).is_ok_and(|m| m & sys::sig_bit(libc::SIGTRAP) == 0)
 }
 
 /// Polls `/proc/PID/task/*/stat` until every thread is in state `T` (stopped), the process is
