@@ -17,6 +17,11 @@ const TRAP_PERF: i32 = 6;
 const SA_SIGINFO: c_int = 4;
 const SA_RESTART: c_int = 0x1000_0000;
 const SA_RESETHAND: c_int = 0x8000_0000_u32 as c_int;
+const SA_NODEFER: c_int = 0x4000_0000;
+const SIG_SETMASK: c_int = 2;
+/// Offset of `uc_sigmask` in the kernel's x86-64 `ucontext` (after `uc_flags`, `uc_link`, the
+/// 24-byte `uc_stack` and the 256-byte `uc_mcontext`): the mask of the interrupted code.
+const UC_SIGMASK: usize = 296;
 const SIG_DFL: usize = 0;
 const SIG_IGN: usize = 1;
 const SIG_ERR: usize = usize::MAX;
@@ -25,6 +30,7 @@ const PROT_READ_WRITE: c_int = 3;
 const MAP_SHARED: c_int = 1;
 const MAP_FAILED: *mut c_void = !0usize as *mut c_void;
 
+const SYS_RT_SIGPROCMASK: c_long = 14;
 const SYS_KILL: c_long = 62;
 const SYS_ARCH_PRCTL: c_long = 158;
 const SYS_GETTID: c_long = 186;
@@ -231,6 +237,21 @@ unsafe fn pass_on(sig: c_int, info: *mut c_void, uc: *mut c_void) {
             if flags & SA_RESETHAND != 0 {
                 USER_HANDLER.store(SIG_DFL, Release);
             }
+            // The mask the kernel gives the program's handler: the interrupted code's, the
+            // handler's sa_mask, and SIGTRAP unless SA_NODEFER (ours only blocks SIGTRAP).
+            let mut mask = ptr::read(uc.cast::<u8>().add(UC_SIGMASK).cast::<u64>())
+                | USER_MASK[0].load(Relaxed);
+            if flags & SA_NODEFER == 0 {
+                mask |= 1 << (SIGTRAP - 1);
+            }
+            let mut ours = 0u64;
+            syscall(
+                SYS_RT_SIGPROCMASK,
+                SIG_SETMASK,
+                &mask as *const u64,
+                &mut ours as *mut u64,
+                8usize,
+            );
             if flags & SA_SIGINFO != 0 {
                 // SAFETY: the program installed this as an SA_SIGINFO handler.
                 core::mem::transmute::<usize, InfoHandler>(f)(sig, info, uc);
@@ -238,6 +259,13 @@ unsafe fn pass_on(sig: c_int, info: *mut c_void, uc: *mut c_void) {
                 // SAFETY: the program installed this as a plain handler.
                 core::mem::transmute::<usize, PlainHandler>(f)(sig);
             }
+            syscall(
+                SYS_RT_SIGPROCMASK,
+                SIG_SETMASK,
+                &ours as *const u64,
+                ptr::null_mut::<u64>(),
+                8usize,
+            );
         }
     }
 }

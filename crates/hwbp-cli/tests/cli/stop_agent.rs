@@ -202,6 +202,27 @@ fn agent_passes_the_programs_own_sigtraps_to_its_handler() {
     );
     assert_eq!(pairs(&o.hits()), seq_pairs(200));
     assert_eq!(o.totals(), (Some(200), Some(200), Some(0)));
+    // An SA_SIGINFO handler with an sa_mask, for raise() and int3: called with the siginfo,
+    // with its mask applied (a SIGUSR1 raised inside waits until it returns), and reported
+    // back by sigaction() — all as without hwbp.
+    let want = format!(
+        "traps 100 usr1 100 nested 0 codes 100 query 1\nsum {} writes 100\n",
+        seq_sum(100)
+    );
+    let (code, plain_out) = plain(exe, &["sigmask", "100", "nowait"], &[]);
+    assert_eq!((code, plain_out.as_str()), (Some(0), want.as_str()));
+    let o = stop_json(
+        "agent-sigmask",
+        None,
+        &[],
+        "target",
+        &[exe_str(exe), "sigmask", "100", "nowait"],
+        &[],
+    );
+    assert_eq!((o.status, o.stderr.as_str()), (0, ""));
+    assert_eq!(o.via(), "agent");
+    assert_eq!(o.stdout, want);
+    assert_eq!(pairs(&o.hits()), seq_pairs(100));
 }
 
 #[test]
