@@ -222,7 +222,13 @@ unsafe fn pass_on(sig: c_int, info: *mut c_void, uc: *mut c_void) {
         h.foreign.fetch_add(1, Relaxed);
     }
     let flags = USER_FLAGS.load(Relaxed) as c_int;
-    let handler = USER_HANDLER.load(Acquire);
+    let mut handler = USER_HANDLER.load(Acquire);
+    // The kernel forces its own traps (int3, single-step: si_code > 0, but not perf's, which
+    // is sent like kill): ignoring SIGTRAP does not ignore them, the default action is taken.
+    let code = ptr::read(info.cast::<u8>().add(8).cast::<i32>());
+    if handler == SIG_IGN && code > 0 && code != TRAP_PERF {
+        handler = SIG_DFL;
+    }
     match handler {
         SIG_IGN => {}
         SIG_DFL => {
