@@ -1,7 +1,7 @@
-//! The constructor, the SIGTRAP handler and the `sigaction`/`signal` interposers (x86-64
+//! The constructor, the SIGTRAP handler and the `sigaction`/`signal`-family interposers (x86-64
 //! Linux, glibc ABI). Every `unsafe` of the agent is here.
 
-use core::ffi::{c_char, c_int, c_long, c_void};
+use core::ffi::{c_char, c_int, c_long, c_void, CStr};
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering::*};
 
@@ -18,12 +18,15 @@ const SA_SIGINFO: c_int = 4;
 const SA_RESTART: c_int = 0x1000_0000;
 const SA_RESETHAND: c_int = 0x8000_0000_u32 as c_int;
 const SA_NODEFER: c_int = 0x4000_0000;
+const SIG_BLOCK: c_int = 0;
+const SIG_UNBLOCK: c_int = 1;
 const SIG_SETMASK: c_int = 2;
 /// Offset of `uc_sigmask` in the kernel's x86-64 `ucontext` (after `uc_flags`, `uc_link`, the
 /// 24-byte `uc_stack` and the 256-byte `uc_mcontext`): the mask of the interrupted code.
 const UC_SIGMASK: usize = 296;
 const SIG_DFL: usize = 0;
 const SIG_IGN: usize = 1;
+const SIG_HOLD: usize = 2;
 const SIG_ERR: usize = usize::MAX;
 const RTLD_NEXT: *mut c_void = -1isize as *mut c_void;
 const PROT_READ_WRITE: c_int = 3;
@@ -94,6 +97,10 @@ static HEADER: AtomicPtr<Header> = AtomicPtr::new(ptr::null_mut());
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static REAL_SIGACTION: AtomicUsize = AtomicUsize::new(0);
 static REAL_SIGNAL: AtomicUsize = AtomicUsize::new(0);
+static REAL_BSD_SIGNAL: AtomicUsize = AtomicUsize::new(0);
+static REAL_SYSV_SIGNAL: AtomicUsize = AtomicUsize::new(0);
+static REAL_SYSV_SIGNAL_GNU: AtomicUsize = AtomicUsize::new(0);
+static REAL_SIGSET: AtomicUsize = AtomicUsize::new(0);
 /// The program's own SIGTRAP disposition (what it would have without the agent).
 static USER_HANDLER: AtomicUsize = AtomicUsize::new(SIG_DFL);
 static USER_FLAGS: AtomicUsize = AtomicUsize::new(0);
@@ -104,7 +111,7 @@ static USER_MASK: [AtomicU64; 16] = [const { AtomicU64::new(0) }; 16];
 static INIT: unsafe extern "C" fn() = init;
 
 /// Resolves the next definition of `name` (libc's), once.
-unsafe fn next_symbol(cache: &AtomicUsize, name: &core::ffi::CStr) -> usize {
+unsafe fn next_symbol(cache: &AtomicUsize, name: &CStr) -> usize {
     let mut f = cache.load(Relaxed);
     if f == 0 {
         f = dlsym(RTLD_NEXT, name.as_ptr()) as usize;
@@ -495,21 +502,83 @@ pub unsafe extern "C" fn sigaction(
     real_sigaction(sig, act, old)
 }
 
+/// Sets the program's SIGTRAP handler as a `signal`-like call does; returns the previous one.
+fn set_user_handler(handler: usize, flags: c_int) -> usize {
+    let previous = USER_HANDLER.load(Acquire);
+    let mut act = EMPTY_ACTION;
+    act.handler = handler;
+    act.flags = flags;
+    set_user(&act);
+    previous
+}
+
+/// Calls libc's `signal`-like function `name` (resolved once into `cache`).
+unsafe fn next_signal_fn(cache: &AtomicUsize, name: &CStr, sig: c_int, handler: usize) -> usize {
+    match next_symbol(cache, name) {
+        0 => SIG_ERR,
+        // SAFETY: dlsym returned libc's `name`, a `signal`-like function of this type.
+        f => core::mem::transmute::<usize, SignalFn>(f)(sig, handler),
+    }
+}
+
 /// `signal(3)`, interposed like [`sigaction`] (glibc's `signal` has BSD semantics:
 /// `SA_RESTART`, nothing blocked but the signal itself).
 #[no_mangle]
 pub unsafe extern "C" fn signal(sig: c_int, handler: usize) -> usize {
     if sig == SIGTRAP && ACTIVE.load(Acquire) {
-        let previous = USER_HANDLER.load(Acquire);
-        let mut act = EMPTY_ACTION;
-        act.handler = handler;
-        act.flags = SA_RESTART;
-        set_user(&act);
-        return previous;
+        return set_user_handler(handler, SA_RESTART);
     }
-    match next_symbol(&REAL_SIGNAL, c"signal") {
-        0 => SIG_ERR,
-        // SAFETY: dlsym returned libc's `signal`, whose type this is.
-        f => core::mem::transmute::<usize, SignalFn>(f)(sig, handler),
+    next_signal_fn(&REAL_SIGNAL, c"signal", sig, handler)
+}
+
+/// `bsd_signal(3)`: glibc's `signal` under another name, interposed like it.
+#[no_mangle]
+pub unsafe extern "C" fn bsd_signal(sig: c_int, handler: usize) -> usize {
+    if sig == SIGTRAP && ACTIVE.load(Acquire) {
+        return set_user_handler(handler, SA_RESTART);
     }
+    next_signal_fn(&REAL_BSD_SIGNAL, c"bsd_signal", sig, handler)
+}
+
+/// `__sysv_signal`: what `signal` calls in strict ISO C builds (`-std=c11`, glibc's
+/// `__REDIRECT`); System V semantics, the handler is reset on entry and not deferred.
+#[no_mangle]
+pub unsafe extern "C" fn __sysv_signal(sig: c_int, handler: usize) -> usize {
+    if sig == SIGTRAP && ACTIVE.load(Acquire) {
+        return set_user_handler(handler, SA_RESETHAND | SA_NODEFER);
+    }
+    next_signal_fn(&REAL_SYSV_SIGNAL, c"__sysv_signal", sig, handler)
+}
+
+/// `sysv_signal(3)`: [`__sysv_signal`] under its GNU name.
+#[no_mangle]
+pub unsafe extern "C" fn sysv_signal(sig: c_int, handler: usize) -> usize {
+    if sig == SIGTRAP && ACTIVE.load(Acquire) {
+        return set_user_handler(handler, SA_RESETHAND | SA_NODEFER);
+    }
+    next_signal_fn(&REAL_SYSV_SIGNAL_GNU, c"sysv_signal", sig, handler)
+}
+
+/// `sigset(3)` (System V): sets the handler and unblocks the signal, or with `SIG_HOLD` blocks
+/// it; returns `SIG_HOLD` if it was blocked, else the previous handler (glibc's rules).
+#[no_mangle]
+pub unsafe extern "C" fn sigset(sig: c_int, disp: usize) -> usize {
+    if sig == SIGTRAP && ACTIVE.load(Acquire) {
+        let bit: u64 = 1 << (SIGTRAP - 1);
+        let (how, previous) = if disp == SIG_HOLD {
+            (SIG_BLOCK, USER_HANDLER.load(Acquire))
+        } else {
+            (SIG_UNBLOCK, set_user_handler(disp, 0))
+        };
+        let mut old = 0u64;
+        syscall(
+            SYS_RT_SIGPROCMASK,
+            how,
+            &bit as *const u64,
+            &mut old as *mut u64,
+            8usize,
+        );
+        return if old & bit != 0 { SIG_HOLD } else { previous };
+    }
+    next_signal_fn(&REAL_SIGSET, c"sigset", sig, disp)
 }

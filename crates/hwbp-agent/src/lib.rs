@@ -16,9 +16,13 @@
 //! and prints, in its own process.
 //!
 //! Anything else (an `int3`, `raise(SIGTRAP)`, another perf user's sigtrap) goes to the
-//! program's own SIGTRAP disposition: `sigaction` and `signal` are interposed for SIGTRAP, so
-//! a handler the program installs later is recorded and called from here, and the default
-//! action is re-raised as it would have happened.
+//! program's own SIGTRAP disposition: `sigaction` and libc's `signal` family (`signal`,
+//! `bsd_signal`, `__sysv_signal` — `signal` in strict ISO C builds —, `sysv_signal`, `sigset`)
+//! are interposed for SIGTRAP, so a handler the program installs later is recorded and called
+//! from here with the mask the kernel would give it, and the default action is re-raised as it
+//! would have happened (also for a kernel-forced trap, int3, under SIG_IGN). A program that
+//! sets SIGTRAP's action with a raw `rt_sigaction` system call replaces the agent's handler:
+//! use `--stop-via ptrace` for it.
 //!
 //! Every function called from the handler is async-signal-safe: atomics, raw system calls,
 //! no allocation, no lock but the ring's futex (never taken twice by one thread: SIGTRAP is

@@ -226,6 +226,32 @@ fn agent_passes_the_programs_own_sigtraps_to_its_handler() {
 }
 
 #[test]
+fn agent_keeps_the_hits_when_the_program_sets_sigtrap_through_other_libc_calls() {
+    let Some(exe) = stop_target() else { return };
+    let _hw = hw_shared();
+    // __sysv_signal (`signal` of strict ISO C builds: the handler is reset on entry, so one
+    // hit reaching it would make the next one kill the program), bsd_signal, sigset.
+    let want = format!("traps 3 sigset 1\nsum {} writes 150\n", seq_sum(150));
+    let (code, out) = plain(exe, &["sysv", "50", "nowait"], &[]);
+    assert_eq!((code, out.as_str()), (Some(0), want.as_str()));
+    for via in [None, Some("ptrace")] {
+        let o = stop_json(
+            "agent-sysv",
+            via,
+            &[],
+            "target",
+            &[exe_str(exe), "sysv", "50", "nowait"],
+            &[],
+        );
+        assert_eq!((o.status, o.stderr.as_str()), (0, ""), "{via:?}");
+        assert_eq!(o.via(), via.unwrap_or("agent"));
+        assert_eq!(o.stdout, want, "{via:?}");
+        assert_eq!(pairs(&o.hits()), seq_pairs(150), "{via:?}");
+        assert_eq!(o.totals(), (Some(150), Some(150), Some(0)), "{via:?}");
+    }
+}
+
+#[test]
 fn agent_lets_a_default_sigtrap_kill_the_program_as_without_hwbp() {
     let Some(exe) = stop_target() else { return };
     let _hw = hw_shared();
