@@ -776,3 +776,56 @@ fn agent_regs_name_every_register_and_show_the_store() {
         assert_ne!(hex(&regs["fs_base"]), 0);
     }
 }
+
+#[test]
+fn agent_program_finishes_when_hwbp_is_killed_mid_storm() {
+    let Some(exe) = stop_target() else { return };
+    let exe = &private_copy(exe, "stop_target_agent_killed");
+    let _hw = hw_shared();
+    let mut seed: u64 = std::env::var("HWBP_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| u64::from(std::process::id()) * 2_654_435_761);
+    eprintln!("hwbp killed mid-storm: seed {seed} (HWBP_SEED replays)");
+    for k in 0..4 {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        let delay_us = 500 + (seed >> 33) % 80_000;
+        let out = tmp(&format!("agent-killed-{k}"));
+        let mut hwbp = Command::new(env!("CARGO_BIN_EXE_hwbp"))
+            .args(["run", "--stop", "--json", "-o", out.to_str().unwrap()])
+            .args([
+                "--watch",
+                "target",
+                "--",
+                exe_str(exe),
+                "threads",
+                "4",
+                "50000",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = std::io::BufReader::new(hwbp.stdout.take().unwrap());
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+        assert!(first.starts_with("addr 0x"), "{first}");
+        std::io::Write::write_all(&mut hwbp.stdin.take().unwrap(), b"go\n").unwrap();
+        std::thread::sleep(std::time::Duration::from_micros(delay_us));
+        hwbp.kill().unwrap();
+        assert_eq!(hwbp.wait().unwrap().signal(), Some(libc::SIGKILL));
+        // The program (now an orphan) runs its 200000 writes to the end: no SIGTRAP of a
+        // hit kills it (events gone with hwbp; a queued one, or a thread waiting for ring
+        // space, is dropped by the agent), and it prints its last line.
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+        assert_eq!(
+            rest, "sum 0 writes 200000\n",
+            "run {k}: SIGKILL after {delay_us} µs"
+        );
+        let recs = std::fs::read_to_string(&out).unwrap();
+        assert!(recs.starts_with("{\"pid\":"), "run {k}: {recs:.200}");
+        assert!(recs.contains("\"stop\":\"agent\""), "run {k}: {recs:.200}");
+    }
+}
