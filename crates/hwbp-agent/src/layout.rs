@@ -21,7 +21,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64};
 /// "hwbpagt1".
 pub const MAGIC: u64 = u64::from_le_bytes(*b"hwbpagt1");
 /// Bumped whenever anything below changes.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Watches per session (x86 has four debug registers).
 pub const MAX_WATCHES: usize = 4;
 /// Largest watched region (four aligned 8-byte pieces).
@@ -69,9 +69,13 @@ pub struct WatchSlot {
     pub addr: AtomicU64,
     /// Length in bytes (at most [`MAX_BYTES`]).
     pub len: AtomicU32,
-    /// Padding.
-    pub _pad: AtomicU32,
+    /// [`WATCH_WRITES_ONLY`].
+    pub flags: AtomicU32,
 }
+
+/// [`WatchSlot::flags`]: the watch traps writes only, so the handler may read its bytes with
+/// plain loads (no trap) where `process_vm_readv` is refused (a seccomp filter of the program).
+pub const WATCH_WRITES_ONLY: u32 = 1;
 
 /// The header page.
 #[repr(C)]

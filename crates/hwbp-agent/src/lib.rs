@@ -10,7 +10,8 @@
 //! At a hit, the kernel sends the accessing thread a SIGTRAP with `si_code = TRAP_PERF` and
 //! hwbp's tag in `si_perf_data`. The handler runs in that thread, right after the access, with
 //! the thread held: it takes the ring's lock, reads the watched bytes (`process_vm_readv` on
-//! itself: a kernel access, so a read/write watch does not trap on it), copies the registers
+//! itself: a kernel access, so a read/write watch does not trap on it; plain loads for a
+//! write-only watch where the program's seccomp filter refuses that call), copies the registers
 //! from the signal frame and publishes one record. No context switch, no tracer: the hit costs
 //! the trap and a signal delivery. hwbp keeps the shadow copy, evaluates `--if`, `--changed`
 //! and prints, in its own process.

@@ -179,6 +179,31 @@ fn agent_read_write_watch_counts_reads_and_writes_and_not_its_own_read() {
     }
 }
 
+#[test]
+fn agent_reads_exact_values_in_a_program_that_denies_process_vm_readv() {
+    let Some(exe) = stop_target() else { return };
+    let _hw = hw_shared();
+    // A sandboxed program: its seccomp filter fails the agent's read (process_vm_readv, in
+    // the program) with EPERM; the write-only watch's bytes are read directly instead.
+    for via in [None, Some("ptrace")] {
+        let o = stop_json(
+            "agent-seccomp",
+            via,
+            &[],
+            "target",
+            &[exe_str(exe), "seccomp", "100", "nowait"],
+            &[],
+        );
+        assert_eq!((o.status, o.stderr.as_str()), (0, ""), "{via:?}");
+        assert_eq!(o.via(), via.unwrap_or("agent"));
+        assert_eq!(
+            o.stdout,
+            format!("seccomp on\nsum {} writes 100\n", seq_sum(100))
+        );
+        assert_eq!(pairs(&o.hits()), seq_pairs(100), "{via:?}");
+    }
+}
+
 /// crates/hwbp-cli/tests/fixtures/preload_mark.c as a shared library, built once.
 fn preload_mark() -> Option<&'static Path> {
     static F: OnceLock<Result<PathBuf, String>> = OnceLock::new();

@@ -136,6 +136,15 @@ impl AgentLaunch {
         for (slot, w) in h.watches.iter().zip(&watches) {
             slot.addr.store(w.region.addr, Relaxed);
             slot.len.store(w.region.len_bytes as u32, Relaxed);
+            let writes_only = w.access == hwbp_core::Access::Write;
+            slot.flags.store(
+                if writes_only {
+                    layout::WATCH_WRITES_ONLY
+                } else {
+                    0
+                },
+                Relaxed,
+            );
         }
         publish_code_ranges(h, pid);
         let regs = if opts.regs { layout::FLAG_REGS } else { 0 };
