@@ -7,8 +7,8 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering
 
 use crate::layout::{
     Header, Record, WatchSlot, BYTES, FLAG_RANGES, FLAG_REGS, HEADER_BYTES, MAGIC, MAX_BYTES,
-    MAX_RANGES, MAX_WATCHES, REC_SYNC, REC_UNREADABLE, REGS, RIP, SLOTS, STATE_CLOSED,
-    STATE_LOADED, STATE_NEW, TAG, VERSION, WATCH_WRITES_ONLY,
+    MAX_RANGES, MAX_WATCHES, REC_HWBP_READS, REC_SYNC, REC_UNREADABLE, REGS, RIP, SLOTS,
+    STATE_CLOSED, STATE_LOADED, STATE_NEW, TAG, VERSION, WATCH_WRITES_ONLY,
 };
 
 const SIGTRAP: c_int = 5;
@@ -413,7 +413,8 @@ unsafe fn record_hit(data: u64, uc: *mut c_void) {
         0usize,
     );
     if n != len as c_long {
-        if n < 0 && *__errno_location() != EFAULT && plain_read_is_safe(w, addr, len) {
+        let refused = n < 0 && *__errno_location() != EFAULT;
+        if refused && plain_read_is_safe(w, addr, len) {
             // Refused (a seccomp filter of the program): plain loads, which a write-only
             // watch does not trap on, from the page the access just wrote to.
             for (i, byte) in out.bytes[..len].iter_mut().enumerate() {
@@ -422,6 +423,9 @@ unsafe fn record_hit(data: u64, uc: *mut c_void) {
         } else {
             out.flags |= REC_UNREADABLE;
             out.len = 0;
+            if refused {
+                out.flags |= REC_HWBP_READS;
+            }
         }
     }
     fill_regs(&mut out.regs, uc, h.flags.load(Relaxed) & FLAG_REGS != 0);
@@ -432,8 +436,9 @@ unsafe fn record_hit(data: u64, uc: *mut c_void) {
     ptr::write_volatile(rec, out);
     h.head.store(head.wrapping_add(1), Release);
     unlock(h);
-    if sync {
-        // Held here until hwbp has handled the record (and read the new memory map).
+    if sync || out.flags & REC_HWBP_READS != 0 {
+        // Held here until hwbp has handled the record (and read the new memory map, or the
+        // watched bytes).
         wait_for(h, || h.tail.load(SeqCst) > head);
     }
 }

@@ -61,6 +61,10 @@ pub const REC_UNREADABLE: u32 = 1;
 /// since hwbp last read the memory map, e.g. a library loaded later): the thread waits until
 /// hwbp has handled this record, so that hwbp can read the map while the code is there.
 pub const REC_SYNC: u32 = 2;
+/// [`Record::flags`]: the handler could not read the bytes (its `process_vm_readv` refused by
+/// a seccomp filter of the program, and plain loads would trap): the thread waits until hwbp
+/// has read them from outside and handled the record.
+pub const REC_HWBP_READS: u32 = 4;
 
 /// One watched region.
 #[repr(C)]

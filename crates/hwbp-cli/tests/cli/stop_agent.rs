@@ -184,13 +184,18 @@ fn agent_reads_exact_values_in_a_program_that_denies_process_vm_readv() {
     let Some(exe) = stop_target() else { return };
     let _hw = hw_shared();
     // A sandboxed program: its seccomp filter fails the agent's read (process_vm_readv, in
-    // the program) with EPERM; the write-only watch's bytes are read directly instead.
-    for via in [None, Some("ptrace")] {
+    // the program) with EPERM; a write-only watch's bytes are read with plain loads instead, a
+    // read/write watch's (plain loads would trap) by hwbp while the thread waits.
+    for (via, watch) in [
+        (None, "target"),
+        (None, "target:rw"),
+        (Some("ptrace"), "target"),
+    ] {
         let o = stop_json(
             "agent-seccomp",
             via,
             &[],
-            "target",
+            watch,
             &[exe_str(exe), "seccomp", "100", "nowait"],
             &[],
         );

@@ -288,13 +288,19 @@ impl AgentSession {
             if tail == h.head.load(Acquire) {
                 return (n, Verdict::Continue);
             }
-            let rec = self.ring.record(tail);
+            let mut rec = self.ring.record(tail);
             let sync = rec.flags & layout::REC_SYNC != 0;
-            let verdict = if sync {
-                // The thread waits for this record: read the map while the code is there,
-                // handle it, then release the thread.
-                publish_code_ranges(h, self.pid);
-                let verdict = self.on_record(&rec, true, handler);
+            let reads = rec.flags & layout::REC_HWBP_READS != 0;
+            let verdict = if sync || reads {
+                // The thread waits for this record: read the map while the code is there (or
+                // the bytes its handler could not read), handle it, then release the thread.
+                if sync {
+                    publish_code_ranges(h, self.pid);
+                }
+                if reads {
+                    self.read_bytes(&mut rec);
+                }
+                let verdict = self.on_record(&rec, sync, handler);
                 self.consumed(tail);
                 verdict
             } else {
@@ -305,6 +311,18 @@ impl AgentSession {
             if verdict != Verdict::Continue {
                 return (n, verdict);
             }
+        }
+    }
+
+    /// Reads a record's watched bytes from outside the program (its handler was refused).
+    fn read_bytes(&self, rec: &mut layout::Record) {
+        let Some(w) = self.watches.get(usize::from(rec.watch)) else {
+            return;
+        };
+        let len = (w.spec.region.len_bytes as usize).min(layout::MAX_BYTES);
+        if pt::read_memory(Tid(self.pid), w.spec.region.addr, &mut rec.bytes[..len]) == Ok(len) {
+            rec.len = len as u32;
+            rec.flags &= !layout::REC_UNREADABLE;
         }
     }
 
