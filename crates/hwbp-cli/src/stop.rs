@@ -215,6 +215,15 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
             )))
         }
         (Via::Ptrace, _) | (Via::Auto, true) => None,
+        // A static program ignores LD_PRELOAD: decided before it starts, so that it does not
+        // inherit the agent's descriptors and variables.
+        (via, false) if statically_linked(&args.cmd[0]) => {
+            if via == Via::Agent {
+                return Err(agent_not_loaded(&args.cmd[0]));
+            }
+            messages::note(&fallback_note(&args.cmd[0]));
+            None
+        }
         (Via::Agent | Via::Auto, false) => match AgentLaunch::new() {
             Ok(a) => Some(a),
             Err(e) if args.stop.stop_via == Via::Agent => {
@@ -238,19 +247,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let types: Vec<ValueType> = specs.iter().map(|s| s.ty).collect();
     let agent = match agent {
         Some(a) if a.loaded(pid.get()) => Some(a),
-        Some(_) if args.stop.stop_via == Via::Agent => {
-            return Err(Failure::refused(anyhow!(
-                "--stop-via agent: the agent did not load into '{}' (a statically linked or \
-                 setuid program, or a libc that ignores LD_PRELOAD); use --stop-via ptrace",
-                args.cmd[0].to_string_lossy()
-            )))
-        }
+        Some(_) if args.stop.stop_via == Via::Agent => return Err(agent_not_loaded(&args.cmd[0])),
         Some(_) => {
-            messages::note(&format!(
-                "the in-process agent did not load into '{}' (statically linked or setuid?); \
-                 stopping through ptrace, which costs more per hit",
-                args.cmd[0].to_string_lossy()
-            ));
+            messages::note(&fallback_note(&args.cmd[0]));
             None
         }
         None => None,
@@ -308,6 +307,30 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     };
     session.finish(Some(status))?;
     Ok(ExitCode::from(u8::try_from(status).unwrap_or(255)))
+}
+
+/// Whether `program` (as `run` starts it: a `PATH` lookup without a `/`) is statically linked.
+fn statically_linked(program: &std::ffi::OsStr) -> bool {
+    program
+        .to_str()
+        .and_then(ptrace::resolve_program)
+        .is_some_and(|p| hwbp::ptrace::agent::statically_linked(&p))
+}
+
+fn agent_not_loaded(program: &std::ffi::OsStr) -> Failure {
+    Failure::refused(anyhow!(
+        "--stop-via agent: the agent did not load into '{}' (a statically linked or setuid \
+         program, or a libc that ignores LD_PRELOAD); use --stop-via ptrace",
+        program.to_string_lossy()
+    ))
+}
+
+fn fallback_note(program: &std::ffi::OsStr) -> String {
+    format!(
+        "the in-process agent did not load into '{}' (statically linked or setuid?); stopping \
+         through ptrace, which costs more per hit",
+        program.to_string_lossy()
+    )
 }
 
 /// What stops the program at a hit.

@@ -402,8 +402,24 @@ fn a_static_program_falls_back_to_ptrace_and_stop_via_agent_refuses_it() {
     assert_eq!(o.stdout, format!("sum {} writes 50\n", seq_sum(50)));
     assert_eq!(pairs(&o.hits()), seq_pairs(50));
     assert_eq!(o.totals(), (Some(50), Some(50), Some(0)));
-    // Asking for the agent: refused once the program is started and checked, one line, and
-    // the started program is gone (not left stopped at its entry point, nor running).
+    // It is not handed the agent's descriptors and variables it cannot use: it sees what it
+    // sees without hwbp.
+    let env: &[(&str, Option<&str>)] = &[("LD_PRELOAD", None), ("HWBP_FIXTURE_MARK", None)];
+    let (code, want) = plain(exe, &["env", "5", "nowait"], env);
+    assert_eq!(code, Some(0));
+    let o = stop_json(
+        "agent-static-env",
+        None,
+        &[],
+        "target",
+        &[exe_str(exe), "env", "5", "nowait"],
+        env,
+    );
+    assert_eq!((o.status, o.via()), (0, "ptrace"), "{}", o.stderr);
+    assert_eq!(o.stdout, want);
+    assert_eq!(pairs(&o.hits()), seq_pairs(5));
+    // Asking for the agent: refused, one line, and no program left behind (not stopped at its
+    // entry point, nor running).
     let (status, stdout, stderr) = run(&[
         "run",
         "--stop",

@@ -49,6 +49,46 @@ pub fn available() -> bool {
     !sys::LIBRARY.is_empty()
 }
 
+/// Whether `program` is a statically linked ELF file (no `PT_INTERP` program header): no
+/// dynamic loader runs, so `LD_PRELOAD` is ignored and the agent cannot load. Decided before
+/// the program starts, so that it does not inherit the agent's descriptors and variables for
+/// nothing. `false` when unknown (not a 64-bit little-endian ELF file, unreadable).
+///
+/// ```text
+/// ELF64 header: e_ident[0..4] = \x7fELF, [4] = 2 (64-bit), [5] = 1 (little-endian);
+///               e_phoff u64 at 0x20, e_phentsize u16 at 0x36, e_phnum u16 at 0x38
+/// program header: p_type u32 at 0 (PT_INTERP = 3)
+/// ```
+pub fn statically_linked(program: &std::path::Path) -> bool {
+    use std::os::unix::fs::FileExt;
+    let Ok(file) = std::fs::File::open(program) else {
+        return false;
+    };
+    let mut header = [0u8; 64];
+    if file.read_exact_at(&mut header, 0).is_err() || header[..6] != *b"\x7fELF\x02\x01" {
+        return false;
+    }
+    let u16_at = |o: usize| u64::from(u16::from_le_bytes([header[o], header[o + 1]]));
+    let phoff = u64::from_le_bytes(header[0x20..0x28].try_into().unwrap_or_default());
+    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
+    if phentsize < 4 || phnum == 0 {
+        return false;
+    }
+    let mut p_type = [0u8; 4];
+    for i in 0..phnum {
+        let Some(at) = phentsize.checked_mul(i).and_then(|o| o.checked_add(phoff)) else {
+            return false;
+        };
+        if file.read_exact_at(&mut p_type, at).is_err() {
+            return false;
+        }
+        if u32::from_le_bytes(p_type) == 3 {
+            return false;
+        }
+    }
+    true
+}
+
 /// The agent's files for one program about to be started.
 pub struct AgentLaunch {
     ring: SharedRing,
