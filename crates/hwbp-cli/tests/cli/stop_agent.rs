@@ -301,6 +301,17 @@ fn agent_exec_ends_watching_and_the_new_image_runs_clean() {
     assert_eq!(o.via(), "agent");
     assert_eq!(o.stdout, want);
     assert_eq!(pairs(&o.hits()), seq_pairs(5));
+    // Set but empty: still set, and empty, in both images.
+    let empty: &[(&str, Option<&str>)] = &[("LD_PRELOAD", Some("")), ("HWBP_FIXTURE_MARK", None)];
+    let (code, want) = plain(exe, &args[1..], empty);
+    assert_eq!(code, Some(0));
+    assert!(
+        want.contains("\nenv HWBP_AGENT=- LD_PRELOAD= HWBP_AGENT_PRELOAD=- HWBP_FIXTURE_MARK=-\n"),
+        "{want}"
+    );
+    let o = stop_json("agent-exec-empty", None, &[], "target", &args, empty);
+    assert_eq!((o.status, o.stderr.as_str(), o.via()), (0, "", "agent"));
+    assert_eq!(o.stdout, want);
     // And the watched image itself sees the user's LD_PRELOAD alone (the agent removed itself).
     let args = [exe_str(exe), "env", "3", "nowait"];
     let (_, want) = plain(exe, &args[1..], user);

@@ -119,9 +119,12 @@ impl AgentLaunch {
         let (ring, library) = (self.ring.fd().as_raw_fd(), self.library.as_raw_fd());
         let mut preload = OsString::from(format!("/proc/self/fd/{library}"));
         let mut env = Vec::new();
-        if let Some(user) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
-            preload.push(":");
-            preload.push(&user);
+        // Set but empty is the user's too (the program sees it set, as without hwbp).
+        if let Some(user) = std::env::var_os("LD_PRELOAD") {
+            if !user.is_empty() {
+                preload.push(":");
+                preload.push(&user);
+            }
             env.push(("HWBP_AGENT_PRELOAD".into(), user));
         }
         env.push(("LD_PRELOAD".into(), preload));
