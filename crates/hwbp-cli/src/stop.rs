@@ -215,9 +215,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
             )))
         }
         (Via::Ptrace, _) | (Via::Auto, true) => None,
-        // A static program ignores LD_PRELOAD: decided before it starts, so that it does not
-        // inherit the agent's descriptors and variables.
-        (via, false) if statically_linked(&args.cmd[0]) => {
+        // A static program ignores LD_PRELOAD (and one for another machine cannot load it):
+        // decided before it starts, so that it does not inherit the agent's descriptors and
+        // variables.
+        (via, false) if agent_cannot_load(&args.cmd[0]) => {
             if via == Via::Agent {
                 return Err(agent_not_loaded(&args.cmd[0]));
             }
@@ -309,12 +310,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::from(u8::try_from(status).unwrap_or(255)))
 }
 
-/// Whether `program` (as `run` starts it: a `PATH` lookup without a `/`) is statically linked.
-fn statically_linked(program: &std::ffi::OsStr) -> bool {
+/// Whether the agent cannot load into `program` (as `run` starts it: a `PATH` lookup without a
+/// `/`), from its ELF header: statically linked, or for another machine.
+fn agent_cannot_load(program: &std::ffi::OsStr) -> bool {
     program
         .to_str()
         .and_then(ptrace::resolve_program)
-        .is_some_and(|p| hwbp::ptrace::agent::statically_linked(&p))
+        .is_some_and(|p| hwbp::ptrace::agent::cannot_load_into(&p))
 }
 
 fn agent_not_loaded(program: &std::ffi::OsStr) -> Failure {

@@ -49,26 +49,32 @@ pub fn available() -> bool {
     !sys::LIBRARY.is_empty()
 }
 
-/// Whether `program` is a statically linked ELF file (no `PT_INTERP` program header): no
-/// dynamic loader runs, so `LD_PRELOAD` is ignored and the agent cannot load. Decided before
-/// the program starts, so that it does not inherit the agent's descriptors and variables for
-/// nothing. `false` when unknown (not a 64-bit little-endian ELF file, unreadable).
+/// Whether the agent cannot load into `program`, known from its ELF header before it starts
+/// (so that it does not inherit the agent's descriptors and variables for nothing): a
+/// statically linked program (no `PT_INTERP` program header: no dynamic loader, `LD_PRELOAD`
+/// is ignored), or one for another class or machine than the agent's (x86-64; the loader
+/// would print an error into the program's stderr). `false` when unknown (not an ELF file —
+/// a script —, unreadable).
 ///
 /// ```text
-/// ELF64 header: e_ident[0..4] = \x7fELF, [4] = 2 (64-bit), [5] = 1 (little-endian);
-///               e_phoff u64 at 0x20, e_phentsize u16 at 0x36, e_phnum u16 at 0x38
+/// ELF header: e_ident[0..4] = \x7fELF, [4] EI_CLASS (2 = 64-bit), [5] EI_DATA (1 = LE);
+///             e_machine u16 at 0x12 (62 = x86-64); ELF64: e_phoff u64 at 0x20,
+///             e_phentsize u16 at 0x36, e_phnum u16 at 0x38
 /// program header: p_type u32 at 0 (PT_INTERP = 3)
 /// ```
-pub fn statically_linked(program: &std::path::Path) -> bool {
+pub fn cannot_load_into(program: &std::path::Path) -> bool {
     use std::os::unix::fs::FileExt;
     let Ok(file) = std::fs::File::open(program) else {
         return false;
     };
     let mut header = [0u8; 64];
-    if file.read_exact_at(&mut header, 0).is_err() || header[..6] != *b"\x7fELF\x02\x01" {
+    if file.read_exact_at(&mut header, 0).is_err() || header[..4] != *b"\x7fELF" {
         return false;
     }
     let u16_at = |o: usize| u64::from(u16::from_le_bytes([header[o], header[o + 1]]));
+    if header[4] != 2 || header[5] != 1 || u16_at(0x12) != 62 {
+        return true;
+    }
     let phoff = u64::from_le_bytes(header[0x20..0x28].try_into().unwrap_or_default());
     let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
     if phentsize < 4 || phnum == 0 {
@@ -475,5 +481,46 @@ fn publish_code_ranges(h: &layout::Header, pid: i32) {
 impl Drop for AgentSession {
     fn drop(&mut self) {
         self.release();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cannot_load_into;
+
+    /// An ELF header (64 bytes) with class, machine and `phnum` program headers right after
+    /// it, the first of type `p_type`.
+    fn elf(class: u8, machine: u16, phnum: u16, p_type: u32) -> Vec<u8> {
+        let mut f = vec![0u8; 64 + 56 * usize::from(phnum)];
+        f[..6].copy_from_slice(&[0x7f, b'E', b'L', b'F', class, 1]);
+        f[0x12..0x14].copy_from_slice(&machine.to_le_bytes());
+        f[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        f[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        f[0x38..0x3a].copy_from_slice(&phnum.to_le_bytes());
+        if phnum > 0 {
+            f[64..68].copy_from_slice(&p_type.to_le_bytes());
+        }
+        f
+    }
+
+    #[test]
+    fn static_and_foreign_programs_are_known_before_they_start() {
+        let dir = std::env::temp_dir().join(format!("hwbp-agent-elf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cases: [(&str, Vec<u8>, bool); 6] = [
+            ("dynamic", elf(2, 62, 2, 3), false),
+            ("static", elf(2, 62, 2, 1), true),
+            ("elf32", elf(1, 3, 2, 3), true),
+            ("aarch64", elf(2, 183, 2, 3), true),
+            ("script", b"#!/bin/sh\nexit 0\n".to_vec(), false),
+            ("truncated", elf(2, 62, 2, 1)[..64].to_vec(), false),
+        ];
+        for (name, bytes, want) in cases {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            assert_eq!(cannot_load_into(&path), want, "{name}");
+        }
+        assert!(!cannot_load_into(&dir.join("missing")));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
