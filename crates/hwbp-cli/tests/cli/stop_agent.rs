@@ -461,6 +461,65 @@ fn a_static_program_falls_back_to_ptrace_and_stop_via_agent_refuses_it() {
 }
 
 #[test]
+fn a_setuid_program_falls_back_to_ptrace_and_sees_nothing_of_the_agent() {
+    let Some(exe) = stop_target() else { return };
+    // Set-user-ID to another user (nobody): a secure execution, the loader ignores LD_PRELOAD.
+    // Only root can trace (and run hwbp's events on) it.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    if !status.lines().any(|l| l.starts_with("Uid:\t0\t")) {
+        skip_note!("SKIP: a setuid program can only be traced by root");
+        return;
+    }
+    let exe = &private_copy(exe, "stop_target_setuid");
+    std::os::unix::fs::chown(exe, Some(65534), None).unwrap();
+    std::fs::set_permissions(exe, std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
+    let _hw = hw_shared();
+    let env: &[(&str, Option<&str>)] = &[("LD_PRELOAD", None), ("HWBP_FIXTURE_MARK", None)];
+    let (code, want) = plain(exe, &["env", "5", "nowait"], env);
+    assert_eq!(code, Some(0));
+    let o = stop_json(
+        "agent-setuid",
+        None,
+        &[],
+        "target",
+        &[exe_str(exe), "env", "5", "nowait"],
+        env,
+    );
+    assert_eq!((o.status, o.via()), (0, "ptrace"));
+    assert_eq!(
+        o.stderr,
+        format!(
+            "hwbp: the in-process agent did not load into '{}' (statically linked or setuid?); \
+             stopping through ptrace, which costs more per hit\n",
+            exe.display()
+        )
+    );
+    // No HWBP_AGENT, no extra descriptor: what it sees without hwbp.
+    assert_eq!(o.stdout, want);
+    assert_eq!(pairs(&o.hits()), seq_pairs(5));
+    let (status, stdout, stderr) = run(&[
+        "run",
+        "--stop",
+        "--stop-via",
+        "agent",
+        "--watch",
+        "target",
+        "--",
+        exe_str(exe),
+        "seq",
+        "5",
+        "nowait",
+    ]);
+    assert_eq!((status, stdout.as_str()), (2, ""));
+    assert!(
+        stderr.starts_with("hwbp: --stop-via agent: the agent did not load into ")
+            && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    assert_eq!(running(exe), 0, "no program left running or stopped");
+}
+
+#[test]
 fn stop_via_refusals_are_one_line_exit_2() {
     let Some(exe) = stop_target() else { return };
     let exe = &private_copy(exe, "stop_target_via_refusals");

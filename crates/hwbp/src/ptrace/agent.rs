@@ -49,12 +49,13 @@ pub fn available() -> bool {
     !sys::LIBRARY.is_empty()
 }
 
-/// Whether the agent cannot load into `program`, known from its ELF header before it starts
-/// (so that it does not inherit the agent's descriptors and variables for nothing): a
-/// statically linked program (no `PT_INTERP` program header: no dynamic loader, `LD_PRELOAD`
-/// is ignored), or one for another class or machine than the agent's (x86-64; the loader
-/// would print an error into the program's stderr). `false` when unknown (not an ELF file —
-/// a script —, unreadable).
+/// Whether the agent cannot load into `program`, known from the file before it starts (so
+/// that it does not inherit the agent's descriptors and variables for nothing): a set-user-ID
+/// or set-group-ID program that changes this process's real ids (a secure execution: the
+/// loader ignores `LD_PRELOAD` paths), a statically linked program (no `PT_INTERP` program
+/// header: no dynamic loader), or one for another class or machine than the agent's (x86-64;
+/// the loader would print an error into the program's stderr). `false` when unknown (not an
+/// ELF file — a script —, unreadable).
 ///
 /// ```text
 /// ELF header: e_ident[0..4] = \x7fELF, [4] EI_CLASS (2 = 64-bit), [5] EI_DATA (1 = LE);
@@ -67,6 +68,9 @@ pub fn cannot_load_into(program: &std::path::Path) -> bool {
     let Ok(file) = std::fs::File::open(program) else {
         return false;
     };
+    if secure_execution(&file) {
+        return true;
+    }
     let mut header = [0u8; 64];
     if file.read_exact_at(&mut header, 0).is_err() || header[..4] != *b"\x7fELF" {
         return false;
@@ -482,6 +486,24 @@ impl Drop for AgentSession {
     fn drop(&mut self) {
         self.release();
     }
+}
+
+/// Whether executing `file` would be a secure execution (`AT_SECURE`) for lack of the same
+/// real ids: set-user-ID with another owner than our real uid, or set-group-ID (with group
+/// execute permission) with another group than our real gid (the kernel's rule, commoncap.c).
+fn secure_execution(file: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = file.metadata() else {
+        return false;
+    };
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let real = |key: &str| -> Option<u32> {
+        let line = status.lines().find_map(|l| l.strip_prefix(key))?;
+        line.split_whitespace().next()?.parse().ok()
+    };
+    let setuid = meta.mode() & 0o4000 != 0 && real("Uid:") != Some(meta.uid());
+    let setgid = meta.mode() & 0o2010 == 0o2010 && real("Gid:") != Some(meta.gid());
+    setuid || setgid
 }
 
 #[cfg(test)]
