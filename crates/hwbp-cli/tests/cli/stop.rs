@@ -54,10 +54,11 @@ fn build_stop_target(name: &str, flags: &[&str]) -> Result<PathBuf, String> {
 }
 
 /// A copy of the fixture under another name, for tests that count the processes running it
-/// (other tests run the fixture concurrently).
+/// (other tests run the fixture concurrently); made again when the fixture was rebuilt since.
 fn private_copy(exe: &Path, name: &str) -> PathBuf {
     let copy = exe.with_file_name(name);
-    if !copy.exists() {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if modified(&copy) < modified(exe) {
         let tmp = exe.with_file_name(format!("{name}.{}", std::process::id()));
         std::fs::copy(exe, &tmp).unwrap();
         std::fs::rename(&tmp, &copy).unwrap();
