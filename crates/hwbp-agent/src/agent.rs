@@ -1,15 +1,15 @@
-//! The constructor, the SIGTRAP handler and the interposers of `sigaction`, `signal`,
-//! `sigprocmask` and `pthread_sigmask` (x86-64 Linux, glibc ABI). Every `unsafe` of the agent
-//! is here.
+//! The constructor, the SIGTRAP handler and the interposers of `sigaction`, the `signal`
+//! family, `sigprocmask` and `pthread_sigmask` (x86-64 Linux, glibc ABI). Every `unsafe` of
+//! the agent is here.
 
-use core::ffi::{c_char, c_int, c_long, c_void};
+use core::ffi::{c_char, c_int, c_long, c_void, CStr};
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering::*};
 
 use crate::layout::{
-    Header, Record, BYTES, FLAG_RANGES, FLAG_REGS, HEADER_BYTES, MAGIC, MAX_BYTES, MAX_RANGES,
-    MAX_WATCHES, REC_SYNC, REC_UNREADABLE, REGS, RIP, SLOTS, STATE_CLOSED, STATE_LOADED, STATE_NEW,
-    TAG, VERSION,
+    Header, Record, WatchSlot, BYTES, FLAG_RANGES, FLAG_REGS, HEADER_BYTES, MAGIC, MAX_BYTES,
+    MAX_RANGES, MAX_WATCHES, REC_HWBP_READS, REC_SYNC, REC_UNREADABLE, REGS, RIP, SLOTS,
+    STATE_CLOSED, STATE_LOADED, STATE_NEW, TAG, VERSION, WATCH_WRITES_ONLY,
 };
 
 const SIGTRAP: c_int = 5;
@@ -18,14 +18,26 @@ const TRAP_PERF: i32 = 6;
 const SA_SIGINFO: c_int = 4;
 const SA_RESTART: c_int = 0x1000_0000;
 const SA_RESETHAND: c_int = 0x8000_0000_u32 as c_int;
+const SA_NODEFER: c_int = 0x4000_0000;
+const SIG_BLOCK: c_int = 0;
+const SIG_UNBLOCK: c_int = 1;
+const SIG_SETMASK: c_int = 2;
+/// Offset of `uc_sigmask` in the kernel's x86-64 `ucontext` (after `uc_flags`, `uc_link`, the
+/// 24-byte `uc_stack` and the 256-byte `uc_mcontext`): the mask of the interrupted code.
+const UC_SIGMASK: usize = 296;
 const SIG_DFL: usize = 0;
 const SIG_IGN: usize = 1;
+const SIG_HOLD: usize = 2;
 const SIG_ERR: usize = usize::MAX;
 const RTLD_NEXT: *mut c_void = -1isize as *mut c_void;
 const PROT_READ_WRITE: c_int = 3;
 const MAP_SHARED: c_int = 1;
 const MAP_FAILED: *mut c_void = !0usize as *mut c_void;
 
+const EFAULT: c_int = 14;
+/// The smallest page size (x86-64).
+const PAGE: u64 = 4096;
+const SYS_RT_SIGPROCMASK: c_long = 14;
 const SYS_KILL: c_long = 62;
 const SYS_ARCH_PRCTL: c_long = 158;
 const SYS_GETTID: c_long = 186;
@@ -59,6 +71,7 @@ extern "C" {
     fn getppid() -> c_int;
     fn strlen(s: *const c_char) -> usize;
     fn clock_gettime(clock: c_int, ts: *mut [i64; 2]) -> c_int;
+    fn __errno_location() -> *mut c_int;
 }
 
 /// glibc's `struct sigaction` on x86-64 (152 bytes).
@@ -92,6 +105,10 @@ static REAL_SIGACTION: AtomicUsize = AtomicUsize::new(0);
 static REAL_SIGNAL: AtomicUsize = AtomicUsize::new(0);
 static REAL_SIGPROCMASK: AtomicUsize = AtomicUsize::new(0);
 static REAL_PTHREAD_SIGMASK: AtomicUsize = AtomicUsize::new(0);
+static REAL_BSD_SIGNAL: AtomicUsize = AtomicUsize::new(0);
+static REAL_SYSV_SIGNAL: AtomicUsize = AtomicUsize::new(0);
+static REAL_SYSV_SIGNAL_GNU: AtomicUsize = AtomicUsize::new(0);
+static REAL_SIGSET: AtomicUsize = AtomicUsize::new(0);
 /// The program's own SIGTRAP disposition (what it would have without the agent).
 static USER_HANDLER: AtomicUsize = AtomicUsize::new(SIG_DFL);
 static USER_FLAGS: AtomicUsize = AtomicUsize::new(0);
@@ -102,7 +119,7 @@ static USER_MASK: [AtomicU64; 16] = [const { AtomicU64::new(0) }; 16];
 static INIT: unsafe extern "C" fn() = init;
 
 /// Resolves the next definition of `name` (libc's), once.
-unsafe fn next_symbol(cache: &AtomicUsize, name: &core::ffi::CStr) -> usize {
+unsafe fn next_symbol(cache: &AtomicUsize, name: &CStr) -> usize {
     let mut f = cache.load(Relaxed);
     if f == 0 {
         f = dlsym(RTLD_NEXT, name.as_ptr()) as usize;
@@ -181,6 +198,10 @@ unsafe extern "C" fn init() {
     next_symbol(&REAL_SIGNAL, c"signal");
     next_symbol(&REAL_SIGPROCMASK, c"sigprocmask");
     next_symbol(&REAL_PTHREAD_SIGMASK, c"pthread_sigmask");
+    next_symbol(&REAL_BSD_SIGNAL, c"bsd_signal");
+    next_symbol(&REAL_SYSV_SIGNAL, c"__sysv_signal");
+    next_symbol(&REAL_SYSV_SIGNAL_GNU, c"sysv_signal");
+    next_symbol(&REAL_SIGSET, c"sigset");
     HEADER.store(p.cast(), Release);
     ACTIVE.store(true, Release);
     h.agent_pid.store(getpid() as u32, Release);
@@ -225,7 +246,13 @@ unsafe fn pass_on(sig: c_int, info: *mut c_void, uc: *mut c_void) {
         h.foreign.fetch_add(1, Relaxed);
     }
     let flags = USER_FLAGS.load(Relaxed) as c_int;
-    let handler = USER_HANDLER.load(Acquire);
+    let mut handler = USER_HANDLER.load(Acquire);
+    // The kernel forces its own traps (int3, single-step: si_code > 0, but not perf's, which
+    // is sent like kill): ignoring SIGTRAP does not ignore them, the default action is taken.
+    let code = ptr::read(info.cast::<u8>().add(8).cast::<i32>());
+    if handler == SIG_IGN && code > 0 && code != TRAP_PERF {
+        handler = SIG_DFL;
+    }
     match handler {
         SIG_IGN => {}
         SIG_DFL => {
@@ -240,6 +267,21 @@ unsafe fn pass_on(sig: c_int, info: *mut c_void, uc: *mut c_void) {
             if flags & SA_RESETHAND != 0 {
                 USER_HANDLER.store(SIG_DFL, Release);
             }
+            // The mask the kernel gives the program's handler: the interrupted code's, the
+            // handler's sa_mask, and SIGTRAP unless SA_NODEFER (ours only blocks SIGTRAP).
+            let mut mask = ptr::read(uc.cast::<u8>().add(UC_SIGMASK).cast::<u64>())
+                | USER_MASK[0].load(Relaxed);
+            if flags & SA_NODEFER == 0 {
+                mask |= 1 << (SIGTRAP - 1);
+            }
+            let mut ours = 0u64;
+            syscall(
+                SYS_RT_SIGPROCMASK,
+                SIG_SETMASK,
+                &mask as *const u64,
+                &mut ours as *mut u64,
+                8usize,
+            );
             if flags & SA_SIGINFO != 0 {
                 // SAFETY: the program installed this as an SA_SIGINFO handler.
                 core::mem::transmute::<usize, InfoHandler>(f)(sig, info, uc);
@@ -247,6 +289,13 @@ unsafe fn pass_on(sig: c_int, info: *mut c_void, uc: *mut c_void) {
                 // SAFETY: the program installed this as a plain handler.
                 core::mem::transmute::<usize, PlainHandler>(f)(sig);
             }
+            syscall(
+                SYS_RT_SIGPROCMASK,
+                SIG_SETMASK,
+                &ours as *const u64,
+                ptr::null_mut::<u64>(),
+                8usize,
+            );
         }
     }
 }
@@ -377,8 +426,20 @@ unsafe fn record_hit(data: u64, uc: *mut c_void) {
         0usize,
     );
     if n != len as c_long {
-        out.flags |= REC_UNREADABLE;
-        out.len = 0;
+        let refused = n < 0 && *__errno_location() != EFAULT;
+        if refused && plain_read_is_safe(w, addr, len) {
+            // Refused (a seccomp filter of the program): plain loads, which a write-only
+            // watch does not trap on, from the page the access just wrote to.
+            for (i, byte) in out.bytes[..len].iter_mut().enumerate() {
+                *byte = ptr::read_volatile((addr as usize + i) as *const u8);
+            }
+        } else {
+            out.flags |= REC_UNREADABLE;
+            out.len = 0;
+            if refused {
+                out.flags |= REC_HWBP_READS;
+            }
+        }
     }
     fill_regs(&mut out.regs, uc, h.flags.load(Relaxed) & FLAG_REGS != 0);
     let sync = !known_code(h, out.regs[RIP]);
@@ -388,10 +449,18 @@ unsafe fn record_hit(data: u64, uc: *mut c_void) {
     ptr::write_volatile(rec, out);
     h.head.store(head.wrapping_add(1), Release);
     unlock(h);
-    if sync {
-        // Held here until hwbp has handled the record (and read the new memory map).
+    if sync || out.flags & REC_HWBP_READS != 0 {
+        // Held here until hwbp has handled the record (and read the new memory map, or the
+        // watched bytes).
         wait_for(h, || h.tail.load(SeqCst) > head);
     }
+}
+
+/// Whether the handler may read watch `w`'s bytes with plain loads: the watch traps writes
+/// only (a load does not trap) and the bytes lie in one page, which the hit's access just
+/// wrote to (so it is mapped).
+fn plain_read_is_safe(w: &WatchSlot, addr: u64, len: usize) -> bool {
+    w.flags.load(Relaxed) & WATCH_WRITES_ONLY != 0 && (addr % PAGE) as usize + len <= PAGE as usize
 }
 
 unsafe fn h_records(h: &Header) -> *mut Record {
@@ -470,26 +539,86 @@ pub unsafe extern "C" fn sigaction(
     real_sigaction(sig, act, old)
 }
 
+/// Sets the program's SIGTRAP handler as a `signal`-like call does; returns the previous one.
+fn set_user_handler(handler: usize, flags: c_int) -> usize {
+    let previous = USER_HANDLER.load(Acquire);
+    let mut act = EMPTY_ACTION;
+    act.handler = handler;
+    act.flags = flags;
+    set_user(&act);
+    previous
+}
+
+/// Calls libc's `signal`-like function `name` (resolved once into `cache`).
+unsafe fn next_signal_fn(cache: &AtomicUsize, name: &CStr, sig: c_int, handler: usize) -> usize {
+    match next_symbol(cache, name) {
+        0 => SIG_ERR,
+        // SAFETY: dlsym returned libc's `name`, a `signal`-like function of this type.
+        f => core::mem::transmute::<usize, SignalFn>(f)(sig, handler),
+    }
+}
+
 /// `signal(3)`, interposed like [`sigaction`] (glibc's `signal` has BSD semantics:
 /// `SA_RESTART`, nothing blocked but the signal itself).
 #[no_mangle]
 pub unsafe extern "C" fn signal(sig: c_int, handler: usize) -> usize {
     if sig == SIGTRAP && ACTIVE.load(Acquire) {
-        let previous = USER_HANDLER.load(Acquire);
-        let mut act = EMPTY_ACTION;
-        act.handler = handler;
-        act.flags = SA_RESTART;
-        set_user(&act);
-        return previous;
+        return set_user_handler(handler, SA_RESTART);
     }
-    match next_symbol(&REAL_SIGNAL, c"signal") {
-        0 => SIG_ERR,
-        // SAFETY: dlsym returned libc's `signal`, whose type this is.
-        f => core::mem::transmute::<usize, SignalFn>(f)(sig, handler),
-    }
+    next_signal_fn(&REAL_SIGNAL, c"signal", sig, handler)
 }
 
-const SIG_UNBLOCK: c_int = 1;
+/// `bsd_signal(3)`: glibc's `signal` under another name, interposed like it.
+#[no_mangle]
+pub unsafe extern "C" fn bsd_signal(sig: c_int, handler: usize) -> usize {
+    if sig == SIGTRAP && ACTIVE.load(Acquire) {
+        return set_user_handler(handler, SA_RESTART);
+    }
+    next_signal_fn(&REAL_BSD_SIGNAL, c"bsd_signal", sig, handler)
+}
+
+/// `__sysv_signal`: what `signal` calls in strict ISO C builds (`-std=c11`, glibc's
+/// `__REDIRECT`); System V semantics, the handler is reset on entry and not deferred.
+#[no_mangle]
+pub unsafe extern "C" fn __sysv_signal(sig: c_int, handler: usize) -> usize {
+    if sig == SIGTRAP && ACTIVE.load(Acquire) {
+        return set_user_handler(handler, SA_RESETHAND | SA_NODEFER);
+    }
+    next_signal_fn(&REAL_SYSV_SIGNAL, c"__sysv_signal", sig, handler)
+}
+
+/// `sysv_signal(3)`: [`__sysv_signal`] under its GNU name.
+#[no_mangle]
+pub unsafe extern "C" fn sysv_signal(sig: c_int, handler: usize) -> usize {
+    if sig == SIGTRAP && ACTIVE.load(Acquire) {
+        return set_user_handler(handler, SA_RESETHAND | SA_NODEFER);
+    }
+    next_signal_fn(&REAL_SYSV_SIGNAL_GNU, c"sysv_signal", sig, handler)
+}
+
+/// `sigset(3)` (System V): sets the handler and unblocks the signal, or with `SIG_HOLD` blocks
+/// it; returns `SIG_HOLD` if it was blocked, else the previous handler (glibc's rules).
+#[no_mangle]
+pub unsafe extern "C" fn sigset(sig: c_int, disp: usize) -> usize {
+    if sig == SIGTRAP && ACTIVE.load(Acquire) {
+        let bit: u64 = 1 << (SIGTRAP - 1);
+        let (how, previous) = if disp == SIG_HOLD {
+            (SIG_BLOCK, USER_HANDLER.load(Acquire))
+        } else {
+            (SIG_UNBLOCK, set_user_handler(disp, 0))
+        };
+        let mut old = 0u64;
+        syscall(
+            SYS_RT_SIGPROCMASK,
+            how,
+            &bit as *const u64,
+            &mut old as *mut u64,
+            8usize,
+        );
+        return if old & bit != 0 { SIG_HOLD } else { previous };
+    }
+    next_signal_fn(&REAL_SIGSET, c"sigset", sig, disp)
+}
 
 /// A mask change with SIGTRAP taken out of what would be blocked: a hit in a thread that
 /// blocks every signal (a common worker-thread idiom) must still be taken at the access, not

@@ -21,7 +21,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64};
 /// "hwbpagt1".
 pub const MAGIC: u64 = u64::from_le_bytes(*b"hwbpagt1");
 /// Bumped whenever anything below changes.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Watches per session (x86 has four debug registers).
 pub const MAX_WATCHES: usize = 4;
 /// Largest watched region (four aligned 8-byte pieces).
@@ -61,6 +61,10 @@ pub const REC_UNREADABLE: u32 = 1;
 /// since hwbp last read the memory map, e.g. a library loaded later): the thread waits until
 /// hwbp has handled this record, so that hwbp can read the map while the code is there.
 pub const REC_SYNC: u32 = 2;
+/// [`Record::flags`]: the handler could not read the bytes (its `process_vm_readv` refused by
+/// a seccomp filter of the program, and plain loads would trap): the thread waits until hwbp
+/// has read them from outside and handled the record.
+pub const REC_HWBP_READS: u32 = 4;
 
 /// One watched region.
 #[repr(C)]
@@ -69,9 +73,13 @@ pub struct WatchSlot {
     pub addr: AtomicU64,
     /// Length in bytes (at most [`MAX_BYTES`]).
     pub len: AtomicU32,
-    /// Padding.
-    pub _pad: AtomicU32,
+    /// [`WATCH_WRITES_ONLY`].
+    pub flags: AtomicU32,
 }
+
+/// [`WatchSlot::flags`]: the watch traps writes only, so the handler may read its bytes with
+/// plain loads (no trap) where `process_vm_readv` is refused (a seccomp filter of the program).
+pub const WATCH_WRITES_ONLY: u32 = 1;
 
 /// The header page.
 #[repr(C)]

@@ -10,19 +10,25 @@
 //! At a hit, the kernel sends the accessing thread a SIGTRAP with `si_code = TRAP_PERF` and
 //! hwbp's tag in `si_perf_data`. The handler runs in that thread, right after the access, with
 //! the thread held: it takes the ring's lock, reads the watched bytes (`process_vm_readv` on
-//! itself: a kernel access, so a read/write watch does not trap on it), copies the registers
+//! itself: a kernel access, so a read/write watch does not trap on it; plain loads for a
+//! write-only watch where the program's seccomp filter refuses that call), copies the registers
 //! from the signal frame and publishes one record. No context switch, no tracer: the hit costs
 //! the trap and a signal delivery. hwbp keeps the shadow copy, evaluates `--if`, `--changed`
 //! and prints, in its own process.
 //!
 //! Anything else (an `int3`, `raise(SIGTRAP)`, another perf user's sigtrap) goes to the
-//! program's own SIGTRAP disposition: `sigaction` and `signal` are interposed for SIGTRAP, so
-//! a handler the program installs later is recorded and called from here, and the default
-//! action is re-raised as it would have happened. `sigprocmask` and `pthread_sigmask` are
-//! interposed so that SIGTRAP is never blocked: a thread that blocks every signal (worker
-//! threads often do) still takes its hits at the access (a blocked perf SIGTRAP would wait
-//! in the queue and be read late, or never). The program's view of its mask then lacks
-//! SIGTRAP; calls through `syscall(2)` or glibc's internal ones are not interposed.
+//! program's own SIGTRAP disposition: `sigaction` and libc's `signal` family (`signal`,
+//! `bsd_signal`, `__sysv_signal` — `signal` in strict ISO C builds —, `sysv_signal`, `sigset`)
+//! are interposed for SIGTRAP, so a handler the program installs later is recorded and called
+//! from here with the mask the kernel would give it, and the default action is re-raised as it
+//! would have happened (also for a kernel-forced trap, int3, under SIG_IGN). A program that
+//! sets SIGTRAP's action with a raw `rt_sigaction` system call replaces the agent's handler:
+//! use `--stop-via ptrace` for it. `sigprocmask` and
+//! `pthread_sigmask` are interposed so that SIGTRAP is never blocked: a thread that blocks
+//! every signal (worker threads often do) still takes its hits at the access (a blocked perf
+//! SIGTRAP would wait in the queue and be read late, or never). The program's view of its
+//! mask then lacks SIGTRAP; calls through `syscall(2)` or glibc's internal ones are not
+//! interposed.
 //!
 //! Every function called from the handler is async-signal-safe: atomics, raw system calls,
 //! no allocation, no lock but the ring's futex (never taken twice by one thread: SIGTRAP is

@@ -215,6 +215,16 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
             )))
         }
         (Via::Ptrace, _) | (Via::Auto, true) => None,
+        // A static program ignores LD_PRELOAD (and one for another machine cannot load it):
+        // decided before it starts, so that it does not inherit the agent's descriptors and
+        // variables.
+        (via, false) if agent_cannot_load(&args.cmd[0]) => {
+            if via == Via::Agent {
+                return Err(agent_not_loaded(&args.cmd[0]));
+            }
+            messages::note(&fallback_note(&args.cmd[0]));
+            None
+        }
         (Via::Agent | Via::Auto, false) => match AgentLaunch::new() {
             Ok(a) => Some(a),
             Err(e) if args.stop.stop_via == Via::Agent => {
@@ -238,19 +248,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let types: Vec<ValueType> = specs.iter().map(|s| s.ty).collect();
     let agent = match agent {
         Some(a) if a.loaded(pid.get()) => Some(a),
-        Some(_) if args.stop.stop_via == Via::Agent => {
-            return Err(Failure::refused(anyhow!(
-                "--stop-via agent: the agent did not load into '{}' (a statically linked or \
-                 setuid program, or a libc that ignores LD_PRELOAD); use --stop-via ptrace",
-                args.cmd[0].to_string_lossy()
-            )))
-        }
+        Some(_) if args.stop.stop_via == Via::Agent => return Err(agent_not_loaded(&args.cmd[0])),
         Some(_) => {
-            messages::note(&format!(
-                "the in-process agent did not load into '{}' (statically linked or setuid?); \
-                 stopping through ptrace, which costs more per hit",
-                args.cmd[0].to_string_lossy()
-            ));
+            messages::note(&fallback_note(&args.cmd[0]));
             None
         }
         None => None,
@@ -318,6 +318,31 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     };
     session.finish(Some(status))?;
     Ok(ExitCode::from(u8::try_from(status).unwrap_or(255)))
+}
+
+/// Whether the agent cannot load into `program` (as `run` starts it: a `PATH` lookup without a
+/// `/`), from its ELF header: statically linked, or for another machine.
+fn agent_cannot_load(program: &std::ffi::OsStr) -> bool {
+    program
+        .to_str()
+        .and_then(ptrace::resolve_program)
+        .is_some_and(|p| hwbp::ptrace::agent::cannot_load_into(&p))
+}
+
+fn agent_not_loaded(program: &std::ffi::OsStr) -> Failure {
+    Failure::refused(anyhow!(
+        "--stop-via agent: the agent did not load into '{}' (a statically linked or setuid \
+         program, or a libc that ignores LD_PRELOAD); use --stop-via ptrace",
+        program.to_string_lossy()
+    ))
+}
+
+fn fallback_note(program: &std::ffi::OsStr) -> String {
+    format!(
+        "the in-process agent did not load into '{}' (statically linked or setuid?); stopping \
+         through ptrace, which costs more per hit",
+        program.to_string_lossy()
+    )
 }
 
 /// What stops the program at a hit.

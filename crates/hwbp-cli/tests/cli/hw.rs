@@ -168,7 +168,19 @@ pub fn line_of(file: &str, marker: &str) -> u64 {
 
 /// Runs hwbp with the fixture not waiting; returns (status, stdout, stderr).
 pub fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_hwbp"))
+    run_env(args, &[])
+}
+
+/// [`run`] with environment changes: `(name, Some(value))` sets, `(name, None)` removes.
+pub fn run_env(args: &[&str], env: &[(&str, Option<&str>)]) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hwbp"));
+    for (name, value) in env {
+        match value {
+            Some(v) => cmd.env(name, v),
+            None => cmd.env_remove(name),
+        };
+    }
+    let out = cmd
         .args(args)
         .env("HWBP_FIXTURE_NO_WAIT", "1")
         .stdin(Stdio::null())

@@ -26,18 +26,7 @@ fn f(i: i64) -> i64 {
 /// The fixture, or `None` (reason printed) where no C compiler exists.
 fn stop_target() -> Option<&'static Path> {
     static F: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let r = F.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hwbp-cli-fixtures");
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let exe = dir.join("stop_target");
-        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../hwbp/tests/linux/fixtures/stop_target.c");
-        sh(Command::new("cc")
-            .args(["-g", "-O1", "-pthread", "-o"])
-            .arg(&exe)
-            .arg(src))?;
-        Ok(exe)
-    });
+    let r = F.get_or_init(|| build_stop_target("stop_target", &[]));
     match r {
         Ok(p) => Some(p),
         Err(why) => {
@@ -47,11 +36,29 @@ fn stop_target() -> Option<&'static Path> {
     }
 }
 
+/// Builds stop_target.c as `name` in the fixtures directory, with `flags` added to the usual
+/// `-g -O1 -pthread`.
+fn build_stop_target(name: &str, flags: &[&str]) -> Result<PathBuf, String> {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hwbp-cli-fixtures");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let exe = dir.join(name);
+    let src =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../hwbp/tests/linux/fixtures/stop_target.c");
+    sh(Command::new("cc")
+        .args(["-g", "-O1", "-pthread"])
+        .args(flags)
+        .arg("-o")
+        .arg(&exe)
+        .arg(src))?;
+    Ok(exe)
+}
+
 /// A copy of the fixture under another name, for tests that count the processes running it
-/// (other tests run the fixture concurrently).
+/// (other tests run the fixture concurrently); made again when the fixture was rebuilt since.
 fn private_copy(exe: &Path, name: &str) -> PathBuf {
     let copy = exe.with_file_name(name);
-    if !copy.exists() {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if modified(&copy) < modified(exe) {
         let tmp = exe.with_file_name(format!("{name}.{}", std::process::id()));
         std::fs::copy(exe, &tmp).unwrap();
         std::fs::rename(&tmp, &copy).unwrap();
@@ -810,3 +817,6 @@ fn attach_counts_the_hits_of_a_thread_that_blocks_sigtrap_as_lost() {
         (Some(100), Some(100), Some(1000))
     );
 }
+
+#[path = "stop_agent.rs"]
+mod agent;

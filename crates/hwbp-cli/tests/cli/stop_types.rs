@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use super::*;
 
 /// crates/hwbp-cli/tests/fixtures/stop_types.c, built once.
-fn stop_types() -> Option<&'static Path> {
+pub(super) fn stop_types() -> Option<&'static Path> {
     static F: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let r = F.get_or_init(|| {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hwbp-cli-fixtures");
@@ -202,6 +202,29 @@ fn a_writer_in_a_library_loaded_later_is_symbolized_in_stop_mode() {
     assert!(
         stdout.contains("\n1 hits seen, 1 reported, 0 lost in "),
         "{stdout}"
+    );
+    // Through the agent (its fast path; the hit from code it did not know is synchronous).
+    let out = tmp("stop-dlopen");
+    let (status, _, stderr) = run(&[
+        "run",
+        "--stop",
+        "--json",
+        "-o",
+        out.to_str().unwrap(),
+        "--watch",
+        "shared",
+        "--",
+        exe.to_str().unwrap(),
+        lib.to_str().unwrap(),
+    ]);
+    assert_eq!((status, stderr.as_str()), (0, ""));
+    let recs = records(&out);
+    assert_eq!(recs[0]["stop"], "agent");
+    let hits = stop_hits(&recs);
+    assert_eq!(pairs(&hits), [(0, 7)]);
+    assert_eq!(
+        (hits[0]["function"].as_str(), hits[0]["line"].as_u64()),
+        (Some("poke"), Some(line as u64))
     );
 }
 

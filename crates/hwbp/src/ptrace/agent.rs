@@ -49,6 +49,56 @@ pub fn available() -> bool {
     !sys::LIBRARY.is_empty()
 }
 
+/// Whether the agent cannot load into `program`, known from the file before it starts (so
+/// that it does not inherit the agent's descriptors and variables for nothing): a set-user-ID
+/// or set-group-ID program that changes this process's real ids (a secure execution: the
+/// loader ignores `LD_PRELOAD` paths), a statically linked program (no `PT_INTERP` program
+/// header: no dynamic loader), or one for another class or machine than the agent's (x86-64;
+/// the loader would print an error into the program's stderr). `false` when unknown (not an
+/// ELF file — a script —, unreadable).
+///
+/// ```text
+/// ELF header: e_ident[0..4] = \x7fELF, [4] EI_CLASS (2 = 64-bit), [5] EI_DATA (1 = LE);
+///             e_machine u16 at 0x12 (62 = x86-64); ELF64: e_phoff u64 at 0x20,
+///             e_phentsize u16 at 0x36, e_phnum u16 at 0x38
+/// program header: p_type u32 at 0 (PT_INTERP = 3)
+/// ```
+pub fn cannot_load_into(program: &std::path::Path) -> bool {
+    use std::os::unix::fs::FileExt;
+    let Ok(file) = std::fs::File::open(program) else {
+        return false;
+    };
+    if secure_execution(&file) {
+        return true;
+    }
+    let mut header = [0u8; 64];
+    if file.read_exact_at(&mut header, 0).is_err() || header[..4] != *b"\x7fELF" {
+        return false;
+    }
+    let u16_at = |o: usize| u64::from(u16::from_le_bytes([header[o], header[o + 1]]));
+    if header[4] != 2 || header[5] != 1 || u16_at(0x12) != 62 {
+        return true;
+    }
+    let phoff = u64::from_le_bytes(header[0x20..0x28].try_into().unwrap_or_default());
+    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
+    if phentsize < 4 || phnum == 0 {
+        return false;
+    }
+    let mut p_type = [0u8; 4];
+    for i in 0..phnum {
+        let Some(at) = phentsize.checked_mul(i).and_then(|o| o.checked_add(phoff)) else {
+            return false;
+        };
+        if file.read_exact_at(&mut p_type, at).is_err() {
+            return false;
+        }
+        if u32::from_le_bytes(p_type) == 3 {
+            return false;
+        }
+    }
+    true
+}
+
 /// The agent's files for one program about to be started.
 pub struct AgentLaunch {
     ring: SharedRing,
@@ -79,9 +129,12 @@ impl AgentLaunch {
         let (ring, library) = (self.ring.fd().as_raw_fd(), self.library.as_raw_fd());
         let mut preload = OsString::from(format!("/proc/self/fd/{library}"));
         let mut env = Vec::new();
-        if let Some(user) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
-            preload.push(":");
-            preload.push(&user);
+        // Set but empty is the user's too (the program sees it set, as without hwbp).
+        if let Some(user) = std::env::var_os("LD_PRELOAD") {
+            if !user.is_empty() {
+                preload.push(":");
+                preload.push(&user);
+            }
             env.push(("HWBP_AGENT_PRELOAD".into(), user));
         }
         env.push(("LD_PRELOAD".into(), preload));
@@ -136,6 +189,15 @@ impl AgentLaunch {
         for (slot, w) in h.watches.iter().zip(&watches) {
             slot.addr.store(w.region.addr, Relaxed);
             slot.len.store(w.region.len_bytes as u32, Relaxed);
+            let writes_only = w.access == hwbp_core::Access::Write;
+            slot.flags.store(
+                if writes_only {
+                    layout::WATCH_WRITES_ONLY
+                } else {
+                    0
+                },
+                Relaxed,
+            );
         }
         publish_code_ranges(h, pid);
         let regs = if opts.regs { layout::FLAG_REGS } else { 0 };
@@ -279,13 +341,19 @@ impl AgentSession {
             if tail == h.head.load(Acquire) {
                 return (n, Verdict::Continue);
             }
-            let rec = self.ring.record(tail);
+            let mut rec = self.ring.record(tail);
             let sync = rec.flags & layout::REC_SYNC != 0;
-            let verdict = if sync {
-                // The thread waits for this record: read the map while the code is there,
-                // handle it, then release the thread.
-                publish_code_ranges(h, self.pid);
-                let verdict = self.on_record(&rec, true, handler);
+            let reads = rec.flags & layout::REC_HWBP_READS != 0;
+            let verdict = if sync || reads {
+                // The thread waits for this record: read the map while the code is there (or
+                // the bytes its handler could not read), handle it, then release the thread.
+                if sync {
+                    publish_code_ranges(h, self.pid);
+                }
+                if reads {
+                    self.read_bytes(&mut rec);
+                }
+                let verdict = self.on_record(&rec, sync, handler);
                 self.consumed(tail);
                 verdict
             } else {
@@ -296,6 +364,18 @@ impl AgentSession {
             if verdict != Verdict::Continue {
                 return (n, verdict);
             }
+        }
+    }
+
+    /// Reads a record's watched bytes from outside the program (its handler was refused).
+    fn read_bytes(&self, rec: &mut layout::Record) {
+        let Some(w) = self.watches.get(usize::from(rec.watch)) else {
+            return;
+        };
+        let len = (w.spec.region.len_bytes as usize).min(layout::MAX_BYTES);
+        if pt::read_memory(Tid(self.pid), w.spec.region.addr, &mut rec.bytes[..len]) == Ok(len) {
+            rec.len = len as u32;
+            rec.flags &= !layout::REC_UNREADABLE;
         }
     }
 
@@ -405,5 +485,64 @@ fn publish_code_ranges(h: &layout::Header, pid: i32) {
 impl Drop for AgentSession {
     fn drop(&mut self) {
         self.release();
+    }
+}
+
+/// Whether executing `file` would be a secure execution (`AT_SECURE`) for lack of the same
+/// real ids: set-user-ID with another owner than our real uid, or set-group-ID (with group
+/// execute permission) with another group than our real gid (the kernel's rule, commoncap.c).
+fn secure_execution(file: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = file.metadata() else {
+        return false;
+    };
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let real = |key: &str| -> Option<u32> {
+        let line = status.lines().find_map(|l| l.strip_prefix(key))?;
+        line.split_whitespace().next()?.parse().ok()
+    };
+    let setuid = meta.mode() & 0o4000 != 0 && real("Uid:") != Some(meta.uid());
+    let setgid = meta.mode() & 0o2010 == 0o2010 && real("Gid:") != Some(meta.gid());
+    setuid || setgid
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cannot_load_into;
+
+    /// An ELF header (64 bytes) with class, machine and `phnum` program headers right after
+    /// it, the first of type `p_type`.
+    fn elf(class: u8, machine: u16, phnum: u16, p_type: u32) -> Vec<u8> {
+        let mut f = vec![0u8; 64 + 56 * usize::from(phnum)];
+        f[..6].copy_from_slice(&[0x7f, b'E', b'L', b'F', class, 1]);
+        f[0x12..0x14].copy_from_slice(&machine.to_le_bytes());
+        f[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        f[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        f[0x38..0x3a].copy_from_slice(&phnum.to_le_bytes());
+        if phnum > 0 {
+            f[64..68].copy_from_slice(&p_type.to_le_bytes());
+        }
+        f
+    }
+
+    #[test]
+    fn static_and_foreign_programs_are_known_before_they_start() {
+        let dir = std::env::temp_dir().join(format!("hwbp-agent-elf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cases: [(&str, Vec<u8>, bool); 6] = [
+            ("dynamic", elf(2, 62, 2, 3), false),
+            ("static", elf(2, 62, 2, 1), true),
+            ("elf32", elf(1, 3, 2, 3), true),
+            ("aarch64", elf(2, 183, 2, 3), true),
+            ("script", b"#!/bin/sh\nexit 0\n".to_vec(), false),
+            ("truncated", elf(2, 62, 2, 1)[..64].to_vec(), false),
+        ];
+        for (name, bytes, want) in cases {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            assert_eq!(cannot_load_into(&path), want, "{name}");
+        }
+        assert!(!cannot_load_into(&dir.join("missing")));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
