@@ -166,6 +166,10 @@ pub fn resolve_typed(pid: Pid, specs: &[String]) -> Result<(Vec<TypedWatch>, Sym
 /// call chains (deep recursion or large stack arrays end the DWARF unwind early).
 pub const USER_STACK_BYTES: u32 = 8192;
 
+/// With `--backtrace`, each CPU's ring is `2^BACKTRACE_RING_SHIFT` times the default (8 MiB):
+/// 64 MiB, 8072 samples with their stack copies.
+pub const BACKTRACE_RING_SHIFT: u32 = 3;
+
 /// Arms the watches on every thread of `pid`.
 pub fn arm(pid: Pid, watches: &[WatchInfo], backtrace: bool) -> Result<Sampler, Failure> {
     check_fit(watches)?;
@@ -179,9 +183,12 @@ pub fn arm(pid: Pid, watches: &[WatchInfo], backtrace: bool) -> Result<Sampler, 
         } else {
             0
         },
-        // A sample with a stack copy is ~8.2 KiB rather than ~50 bytes: 4x the ring (32 MiB
-        // per CPU, ~4000 samples) gives the consumer ~20 ms of slack at 200k hits/s.
-        data_pages_log2: defaults.data_pages_log2 + if backtrace { 2 } else { 0 },
+        // A sample with a stack copy is 8312 bytes rather than 48: 8x the ring (64 MiB per
+        // CPU, 8072 samples, ~50 ms of hits at 150k hits/s). The drainer thread empties it
+        // (`crate::drainer`); with 32 MiB it still found a ring full now and then under load
+        // (one run in ~10 lost 1,100 hits).
+        data_pages_log2: defaults.data_pages_log2
+            + if backtrace { BACKTRACE_RING_SHIFT } else { 0 },
     };
     Sampler::arm(pid, &specs, &opts).map_err(|e| {
         Failure::refused(anyhow!("{e}").context(format!("cannot arm the watches in pid {pid}")))
