@@ -1,6 +1,8 @@
-//! The watch session shared by `run`, `attach` and `demo`: drain the samples, turn each into a
-//! [`Hit`] (thread name, symbolized accessing instruction, value read right after the batch),
-//! filter, print, summarize, until the program ends, a signal, `--duration` or `--limit`.
+//! The watch session shared by `run`, `attach` and `demo`: take the samples a [`Drainer`]
+//! thread copied out of the rings, turn each into a [`Hit`] (thread name, symbolized accessing
+//! instruction, value read right after the batch), filter, print, summarize, until the
+//! program ends, a signal, `--duration` or `--limit`. However long symbolizing or printing
+//! takes, the rings keep being emptied (see [`crate::drainer`] for why and the numbers).
 //!
 //! Not for: starting or attaching (the subcommands do that) or formatting ([`crate::report`]).
 
