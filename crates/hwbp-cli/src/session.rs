@@ -257,6 +257,11 @@ impl Consumer<'_> {
         let watches = self.watches;
         let pid = self.pid;
         for r in raws {
+            if self.filter.done() {
+                // `--limit` reached: nothing more is reported, so the rest of a backlog (the
+                // drainer may be far ahead) is not symbolized; it is counted in `seen`.
+                break;
+            }
             let base = *self.t0.get_or_insert(r.time);
             let process_name = &self.process_name;
             let thread = self
