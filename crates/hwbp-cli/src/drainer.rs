@@ -190,6 +190,7 @@ fn drain_loop(
     loop {
         let last = shared.finish.load(Ordering::Acquire);
         let mut batch = Batch::default();
+        let mut ready = false;
         if last {
             // Nothing is counted or recorded after this: the drain below is the last one.
             if let Err(e) = sampler.stop() {
@@ -204,7 +205,7 @@ fn drain_loop(
             std::thread::sleep(DRAIN_INTERVAL);
             continue;
         } else {
-            sampler.poll(DRAIN_INTERVAL);
+            ready = sampler.poll(DRAIN_INTERVAL);
         }
         if let Some(u) = shared
             .unwinder
@@ -216,7 +217,7 @@ fn drain_loop(
         }
         let raws = &mut batch.raws;
         let comms = &mut batch.comms;
-        sampler.drain(
+        let samples = sampler.drain(
             |s| {
                 let Some(watch) = s.watch else { return };
                 let (callers, unwind) = if backtrace {
@@ -241,7 +242,12 @@ fn drain_loop(
             .notes
             .extend(sampler.hotplug_news().iter().map(ToString::to_string));
         batch.stats = sampler.stats();
-        let something = !batch.raws.is_empty() || !batch.comms.is_empty();
+        let something = samples > 0 || !batch.comms.is_empty();
+        if ready && !something {
+            // Readable but empty: a ring owner whose thread exited reports POLLHUP for good.
+            // Poll no more often than the interval then, rather than spin.
+            std::thread::sleep(DRAIN_INTERVAL);
+        }
         if something || !batch.notes.is_empty() || last {
             shared
                 .queued
