@@ -66,8 +66,8 @@ const PERF_RECORD_COMM: u32 = 3;
 
 /// A ring's reader is woken (`wakeup_watermark`) once `1 / 2^WAKEUP_FRACTION_LOG2` of it is
 /// used, not at half (the kernel's default): the reader (`crate::drainer`) then has the other
-/// seven eighths as slack for being scheduled, at the cost of a wake-up per 4 MiB with
-/// `--backtrace` (~500 samples) and per 1 MiB without (~21,000).
+/// seven eighths as slack for being scheduled, at the cost of a wake-up per 8 MiB with
+/// `--backtrace` (~1000 samples of 8312 bytes) and per 1 MiB without (~21,800 of 48).
 pub const WAKEUP_FRACTION_LOG2: u32 = 3;
 
 /// How often the [`HotplugMonitor`] looks for a CPU that came online without a ring.
