@@ -398,3 +398,24 @@ pub fn attach(args: AttachArgs) -> Result<ExitCode, Failure> {
     print_summary(&mut out, opts.json, &summary, &watches, &outcome, None);
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The premise of tests/cli/backtrace_storm.rs: a burst of 5,000 `--backtrace` samples of
+    /// the largest possible size fits in one CPU's ring, so a paced storm cannot lose a hit.
+    #[test]
+    fn a_backtrace_ring_holds_a_burst_of_5000_largest_samples() {
+        // header; id, ip, pid/tid, time, cpu; callchain: nr + at most 127 entries
+        // (perf_event_max_stack) + context markers (at most 8); regs: abi + bp, sp, ip;
+        // stack: size + the copy + dyn_size.
+        let largest = 8 + 5 * 8 + 8 + (127 + 8) * 8 + 4 * 8 + 8 + u64::from(USER_STACK_BYTES) + 8;
+        let page = hwbp::sys::mmap::page_size() as u64;
+        let ring = page << (SamplerOptions::default().data_pages_log2 + BACKTRACE_RING_SHIFT);
+        assert!(
+            5_000 * largest <= ring,
+            "{largest} bytes x 5000 > a {ring}-byte ring"
+        );
+    }
+}

@@ -4,11 +4,13 @@
 //! The fixture `storm N BURST` (tests/fixtures/storm.c) stores N times to `target` from
 //! poke <- burst <- main, in bursts of BURST stores, reading one byte from stdin before each.
 //!
-//! What is guaranteed, and so asserted: a sample with its 8 KiB stack copy is at most ~9.4 KiB
+//! What is guaranteed, and so asserted: a sample with its 8 KiB stack copy is at most ~9.2 KiB
 //! (8312 bytes measured here, plus at most 127 kernel callchain entries), so one CPU's
 //! 64 MiB `--backtrace` ring holds more than 7,000. A burst of 5,000 that starts only once the
 //! test has read every hit before it (so no earlier sample is still in a ring) fits in a ring
-//! even if hwbp's reader did not run at all during it: `lost` 0 holds on any machine load.
+//! even if hwbp's reader did not run at all during it: `lost` 0 holds on any machine load
+//! (the sizes are checked by the unit test
+//! `run::tests::a_backtrace_ring_holds_a_burst_of_5000_largest_samples`).
 //! An unpaced storm of 50,000 does not fit: whether hwbp's drainer thread keeps up depends on
 //! the scheduler (it did in every run measured, see docs/BENCHMARKS.md), so that test asserts
 //! the exact accounting — reported + lost = N, every reported hit with its full stack.
