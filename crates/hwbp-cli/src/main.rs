@@ -20,6 +20,7 @@ mod arches;
 mod caps;
 mod demo;
 mod demo_target;
+mod drainer;
 mod hit;
 mod messages;
 mod plan;

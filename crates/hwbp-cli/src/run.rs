@@ -163,8 +163,15 @@ pub fn resolve_typed(pid: Pid, specs: &[String]) -> Result<(Vec<TypedWatch>, Sym
 }
 
 /// Bytes of user stack copied per hit for `--backtrace`: enough for the frames of typical
-/// call chains (deep recursion or large stack arrays end the DWARF unwind early).
+/// call chains (deep recursion or large stack arrays end the DWARF unwind early). perf's
+/// default too. The test fixtures need far less (watch_target's unwind from bump_counter to
+/// `_start` reads the top 824 bytes), but a smaller copy would shorten a deeper program's
+/// stacks without a word, so the record stays 8312 bytes and the ring is sized for it.
 pub const USER_STACK_BYTES: u32 = 8192;
+
+/// With `--backtrace`, each CPU's ring is `2^BACKTRACE_RING_SHIFT` times the default (8 MiB):
+/// 64 MiB, 8072 samples with their stack copies.
+pub const BACKTRACE_RING_SHIFT: u32 = 3;
 
 /// Arms the watches on every thread of `pid`.
 pub fn arm(pid: Pid, watches: &[WatchInfo], backtrace: bool) -> Result<Sampler, Failure> {
@@ -179,9 +186,12 @@ pub fn arm(pid: Pid, watches: &[WatchInfo], backtrace: bool) -> Result<Sampler, 
         } else {
             0
         },
-        // A sample with a stack copy is ~8.2 KiB rather than ~50 bytes: 4x the ring (32 MiB
-        // per CPU, ~4000 samples) gives the consumer ~20 ms of slack at 200k hits/s.
-        data_pages_log2: defaults.data_pages_log2 + if backtrace { 2 } else { 0 },
+        // A sample with a stack copy is 8312 bytes rather than 48: 8x the ring (64 MiB per
+        // CPU, 8072 samples, ~50 ms of hits at 150k hits/s). The drainer thread empties it
+        // (`crate::drainer`); with 32 MiB it still found a ring full now and then under load
+        // (1,107 hits lost in one of 8 runs of 200,000 at load ~5).
+        data_pages_log2: defaults.data_pages_log2
+            + if backtrace { BACKTRACE_RING_SHIFT } else { 0 },
     };
     Sampler::arm(pid, &specs, &opts).map_err(|e| {
         Failure::refused(anyhow!("{e}").context(format!("cannot arm the watches in pid {pid}")))
@@ -387,4 +397,25 @@ pub fn attach(args: AttachArgs) -> Result<ExitCode, Failure> {
     )?;
     print_summary(&mut out, opts.json, &summary, &watches, &outcome, None);
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The premise of tests/cli/backtrace_storm.rs: a burst of 5,000 `--backtrace` samples of
+    /// the largest possible size fits in one CPU's ring, so a paced storm cannot lose a hit.
+    #[test]
+    fn a_backtrace_ring_holds_a_burst_of_5000_largest_samples() {
+        // header; id, ip, pid/tid, time, cpu; callchain: nr + at most 127 entries
+        // (perf_event_max_stack) + context markers (at most 8); regs: abi + bp, sp, ip;
+        // stack: size + the copy + dyn_size.
+        let largest = 8 + 5 * 8 + 8 + (127 + 8) * 8 + 4 * 8 + 8 + u64::from(USER_STACK_BYTES) + 8;
+        let page = hwbp::sys::mmap::page_size() as u64;
+        let ring = page << (SamplerOptions::default().data_pages_log2 + BACKTRACE_RING_SHIFT);
+        assert!(
+            5_000 * largest <= ring,
+            "{largest} bytes x 5000 > a {ring}-byte ring"
+        );
+    }
 }

@@ -32,8 +32,15 @@
 //! others are redirected into it, and [`Sampler::hotplug_news`] tells the session. A hit on
 //! that CPU before then is counted by its event but has no ring to be recorded in (the kernel
 //! drops the sample without a `PERF_RECORD_LOST`); [`Sampler::unrecorded`] reports such hits
-//! — events' counts minus recorded and lost samples on those CPUs — so nothing is lost
-//! silently. The same holds when the ring cannot be mapped (the error is in the news).
+//! — events' counts minus recorded and lost samples, per CPU — so nothing is lost silently.
+//! The same holds when the ring cannot be mapped (the error is in the news), and for samples
+//! a full ring dropped just before the events were stopped (the kernel reports drops only at
+//! the ring's next successful write).
+//!
+//! Ring sizing and wake-up (measured for `--backtrace`, see `crate::drainer`): a sample is
+//! 48 bytes, or 8312 with an 8 KiB user-stack copy; each ring wakes its reader at an eighth
+//! ([`WAKEUP_FRACTION_LOG2`]), and the reader is a thread that does nothing but drain, so the
+//! other seven eighths only have to cover that thread's scheduling delay.
 //!
 //! Not for: counting (use [`hwbp::Watch`], which is exact and cheaper).
 
@@ -56,6 +63,12 @@ use hwbp_core::Spec;
 
 /// `PERF_RECORD_COMM`.
 const PERF_RECORD_COMM: u32 = 3;
+
+/// A ring's reader is woken (`wakeup_watermark`) once `1 / 2^WAKEUP_FRACTION_LOG2` of it is
+/// used, not at half (the kernel's default): the reader (`crate::drainer`) then has the other
+/// seven eighths as slack for being scheduled, at the cost of a wake-up per 8 MiB with
+/// `--backtrace` (~1000 samples of 8312 bytes) and per 1 MiB without (~21,800 of 48).
+pub const WAKEUP_FRACTION_LOG2: u32 = 3;
 
 /// How often the [`HotplugMonitor`] looks for a CPU that came online without a ring.
 pub const HOTPLUG_POLL: Duration = Duration::from_millis(10);
@@ -190,7 +203,9 @@ impl Sampler {
         let cpus = target::possible_cpus()?;
         let format = Sampler::format(opts);
         let page = hwbp::sys::mmap::page_size() as u64;
-        let half_ring = (page << opts.data_pages_log2) / 2;
+        // Wake the reader once an eighth of the ring is used: the other seven eighths are the
+        // slack for its wake-up (see `WAKEUP_FRACTION_LOG2`).
+        let wakeup_bytes = (page << opts.data_pages_log2) >> WAKEUP_FRACTION_LOG2;
         let mut s = Rings {
             rings: Vec::new(),
             events: Vec::new(),
@@ -231,7 +246,7 @@ impl Sampler {
             for tid in new {
                 done.insert(tid);
                 let (before, before_ids) = (s.events.len(), s.ids.len());
-                match s.open_thread(&sys, pid, tid, &cpus, &plans, half_ring, opts.user_stack) {
+                match s.open_thread(&sys, pid, tid, &cpus, &plans, wakeup_bytes, opts.user_stack) {
                     Ok(()) => {}
                     // Gone between listing and arming.
                     Err(e) if e.errno() == Some(Errno::ESRCH) => {
@@ -320,13 +335,17 @@ impl Sampler {
         Ok(())
     }
 
-    /// Hits counted by the kernel on CPUs that came online after arming but neither recorded
-    /// in a ring nor reported lost by it: those made before the CPU's ring was mapped (or all
-    /// of them, if it could not be). Exact after [`Sampler::stop`] and a last drain.
+    /// Hits counted by the kernel but neither recorded in a ring nor reported lost by it, on
+    /// any CPU: those made on a CPU that came online after arming before its ring was mapped
+    /// (or all of them, if it could not be), and samples dropped by a full ring when no
+    /// record was written after them (the kernel reports drops with `PERF_RECORD_LOST` at the
+    /// ring's next successful write, so drops at the very end are never reported). Exact after
+    /// [`Sampler::stop`] and a last drain: then `recorded + lost + unrecorded` = hits.
     pub fn unrecorded(&self) -> u64 {
         let s = self.lock();
+        let cpus: BTreeSet<Cpu> = s.events.iter().map(|e| e.1).collect();
         let mut total = 0u64;
-        for &cpu in &s.late {
+        for cpu in cpus {
             let mut counted = 0u64;
             for (fd, _) in s.events.iter().filter(|e| e.1 == cpu) {
                 let mut v = [0u64; 1];
@@ -424,7 +443,7 @@ impl Rings {
         tid: Tid,
         cpus: &BTreeSet<Cpu>,
         plans: &[Vec<Chunk>],
-        half_ring: u64,
+        wakeup_bytes: u64,
         user_stack: u32,
     ) -> Result<(), Error> {
         let format = self.format;
@@ -449,7 +468,7 @@ impl Rings {
                     // Thread names: PERF_RECORD_COMM when a thread renames itself (one event
                     // per thread and CPU asks for them).
                     attr.set_flag(Flag::Comm, watch == 0 && piece == 0);
-                    attr.wakeup_events = u32::try_from(half_ring).unwrap_or(u32::MAX);
+                    attr.wakeup_events = u32::try_from(wakeup_bytes).unwrap_or(u32::MAX);
                     let scope = Scope::ThreadOnCpu(tid, cpu);
                     let piece = u32::try_from(piece).unwrap_or(u32::MAX);
                     let fd = sys.perf_event_open(&attr, scope, None).map_err(|errno| {

@@ -1,6 +1,8 @@
-//! The watch session shared by `run`, `attach` and `demo`: drain the samples, turn each into a
-//! [`Hit`] (thread name, symbolized accessing instruction, value read right after the batch),
-//! filter, print, summarize, until the program ends, a signal, `--duration` or `--limit`.
+//! The watch session shared by `run`, `attach` and `demo`: take the samples a [`Drainer`]
+//! thread copied out of the rings, turn each into a [`Hit`] (thread name, symbolized accessing
+//! instruction, value read right after the batch), filter, print, summarize, until the
+//! program ends, a signal, `--duration` or `--limit`. However long symbolizing or printing
+//! takes, the rings keep being emptied (see [`crate::drainer`] for why and the numbers).
 //!
 //! Not for: starting or attaching (the subcommands do that) or formatting ([`crate::report`]).
 
@@ -19,7 +21,8 @@ use hwbp::symbols::unwind::Unwinder;
 use hwbp::sys::Pid;
 use hwbp_core::Access;
 
-use crate::hit::{unknown_site, Filter, FilterSpec, Hit, UnwindMethod, Verdict};
+use crate::drainer::{Batch, Drainer};
+use crate::hit::{unknown_site, Filter, FilterSpec, Hit, Verdict};
 use crate::messages::{Failure, Out};
 use crate::report::{self, Summary, Totals, WatchInfo};
 use crate::sampler::Sampler;
@@ -62,59 +65,8 @@ pub struct Outcome {
     pub exit: Option<ExitStatus>,
 }
 
-/// A hit as drained, before symbolization.
-struct Raw {
-    watch: usize,
-    tid: u32,
-    time: u64,
-    cpu: Option<u32>,
-    ip: u64,
-    /// Return addresses of the callers (`--backtrace`), innermost first.
-    callers: Vec<u64>,
-    unwind: Option<UnwindMethod>,
-}
-
-/// At most this many caller frames per hit.
-const MAX_FRAMES: usize = 128;
-
-/// The callers of a sampled hit: DWARF-unwound from the sampled registers and stack when the
-/// sample has them and that finds at least one caller, else the kernel's frame-pointer
-/// callchain (without the sampled IP itself).
-fn callers(
-    unwinder: Option<&mut Unwinder>,
-    s: &hwbp::ring::record::Sample<'_>,
-) -> (Vec<u64>, UnwindMethod) {
-    if let (Some(u), Some(regs), Some(stack)) = (unwinder, s.regs_user, s.stack_user) {
-        if let (1.., Some(bp), Some(sp), Some(ip)) = (
-            regs.abi,
-            regs.regs.get(0),
-            regs.regs.get(1),
-            regs.regs.get(2),
-        ) {
-            let frames = u.unwind([bp, sp, ip], stack.data, MAX_FRAMES);
-            if !frames.is_empty() {
-                return (frames, UnwindMethod::Dwarf);
-            }
-        }
-    }
-    let fp = s
-        .callchain
-        .map(|c| {
-            c.iter()
-                .filter(|&ip| ip < PERF_CONTEXT_MAX)
-                .skip(1) // the sampled IP itself
-                .take(MAX_FRAMES)
-                .collect()
-        })
-        .unwrap_or_default();
-    (fp, UnwindMethod::FramePointer)
-}
-
 /// How often an unknown IP may make the session re-read `/proc/PID/maps`.
 const REFRESH_MAPS: Duration = Duration::from_secs(1);
-
-/// `PERF_CONTEXT_*` markers are the top 4095 values of u64.
-const PERF_CONTEXT_MAX: u64 = u64::MAX - 4094;
 
 /// Reads the watched bytes of a process through `/proc/PID/mem`.
 pub struct Memory {
@@ -142,6 +94,10 @@ impl Memory {
 }
 
 /// Runs the session; `sampler` is dropped (every event closed) before this returns.
+///
+/// The rings are emptied by a [`Drainer`] thread (which also unwinds with `--backtrace`);
+/// this loop symbolizes, filters and prints its batches, and checks between them whether
+/// the session should end.
 #[allow(clippy::too_many_arguments)]
 pub fn watch(
     pid: Pid,
@@ -153,12 +109,7 @@ pub fn watch(
     opts: &Options,
     out: &mut Out,
 ) -> Result<(Outcome, Summary), Failure> {
-    let mut sampler = sampler;
-    let mem = Memory::open(pid);
-    let mut filter = Filter::new(opts.filter.clone(), initial);
-    let mut summary = Summary::default();
-    let mut status = StatusLine::new(!opts.json && out.stderr_is_terminal());
-    let mut trace = match &opts.trace_out {
+    let trace = match &opts.trace_out {
         Some(path) => {
             let f = File::create(path)
                 .with_context(|| format!("creating --trace-out {}", path.display()))
@@ -174,19 +125,33 @@ pub fn watch(
     if opts.json {
         out.hit(&report::start_json(pid.get(), watches, None));
     }
-    let mut names: HashMap<u32, Option<Arc<str>>> = HashMap::new();
-    // Threads that exit before their first hit is drained keep the process's name.
-    let process_name = comm(pid, None);
-    let mut raws: Vec<Raw> = Vec::new();
-    let mut cache = report::SiteCache::default();
-    let mut exec_sites: HashMap<u64, Arc<Site>> = HashMap::new();
-    let mut last_refresh: Option<Instant> = None;
-    let mut line = String::with_capacity(512);
     // DWARF unwind tables of the modules mapped now (rebuilt with the symbolizer's map).
-    let mut unwinder = opts.backtrace.then(|| Unwinder::new(symbolizer.space()));
+    let unwinder = opts.backtrace.then(|| Unwinder::new(symbolizer.space()));
+    let drainer = Drainer::spawn(sampler, unwinder)
+        .context("starting the thread that reads the samples")
+        .map_err(Failure::failed)?;
+    let mut c = Consumer {
+        pid,
+        watches,
+        symbolizer,
+        opts,
+        mem: Memory::open(pid),
+        filter: Filter::new(opts.filter.clone(), initial),
+        summary: Summary::default(),
+        status: StatusLine::new(!opts.json && out.stderr_is_terminal()),
+        trace,
+        names: HashMap::new(),
+        // Threads that exit before their first hit is drained keep the process's name.
+        process_name: comm(pid, None),
+        cache: report::SiteCache::default(),
+        exec_sites: HashMap::new(),
+        last_refresh: None,
+        line: String::with_capacity(512),
+        t0: None,
+        seen: 0,
+        lost: 0,
+    };
     let start = Instant::now();
-    let mut t0: Option<u64> = None;
-    let mut seen = 0u64;
     let mut outcome = Outcome {
         totals: Totals::default(),
         signal: None,
@@ -195,11 +160,11 @@ pub fn watch(
     loop {
         outcome.signal = launch::stop_signal();
         let timed_out = opts.duration.is_some_and(|d| start.elapsed() >= d);
-        // Whether the program ended: checked before draining, so the last drain sees every
-        // sample it wrote.
+        // Whether the program ended: checked before the last drain is asked for, so that it
+        // sees every sample the program wrote.
         let ended = match &mut until {
             // A child stopped at its exit still has its memory: the last values are read.
-            Until::Child(c) => match c.poll() {
+            Until::Child(ch) => match ch.poll() {
                 Ok(ChildState::Running) => false,
                 Ok(ChildState::Exiting) | Err(_) => true,
                 Ok(ChildState::Exited(s)) => {
@@ -209,54 +174,98 @@ pub fn watch(
             },
             Until::Process(p) => !alive(*p),
         };
-        let last = ended || timed_out || outcome.signal.is_some() || filter.done();
-        if !last {
-            sampler.poll(Duration::from_millis(50));
-        } else if let Err(e) = sampler.stop() {
-            crate::messages::note(&format!(
-                "cannot stop the watches before the last read ({e}): hits made after it may \
-                 be counted as lost"
-            ));
+        if ended || timed_out || outcome.signal.is_some() || c.filter.done() {
+            drainer.finish();
+            for batch in drainer.rest() {
+                c.batch(batch, &drainer, out)?;
+            }
+            c.tick(out);
+            break;
         }
-        for news in sampler.hotplug_news() {
-            crate::messages::note(&news.to_string());
+        if let Some(batch) = drainer.next(Duration::from_millis(50)) {
+            c.batch(batch, &drainer, out)?;
         }
-        raws.clear();
-        let backtrace = opts.backtrace;
-        sampler.drain(
-            |s| {
-                let Some(watch) = s.watch else { return };
-                let (callers, unwind) = if backtrace {
-                    let (c, m) = callers(unwinder.as_mut(), &s.sample);
-                    (c, Some(m))
-                } else {
-                    (Vec::new(), None)
-                };
-                raws.push(Raw {
-                    watch,
-                    tid: s.sample.tid.unwrap_or(0),
-                    time: s.sample.time.unwrap_or(0),
-                    cpu: s.sample.cpu,
-                    ip: s.sample.ip.unwrap_or(0),
-                    callers,
-                    unwind,
-                });
-            },
-            |tid, name| {
-                names.insert(tid, Some(Arc::from(name)));
-            },
-        );
+        c.tick(out);
+    }
+    let sampler = drainer.join();
+    outcome.totals = Totals {
+        seen: c.seen,
+        reported: c.filter.reported(),
+        // Hits on a CPU that came online before its ring was mapped are lost too.
+        lost: sampler.stats().lost.saturating_add(sampler.unrecorded()),
+        duration_ns: u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX),
+    };
+    drop(sampler);
+    out.status(c.status.clear());
+    if let Some(t) = c.trace {
+        t.finish()
+            .map_err(|e| Failure::failed(anyhow::Error::new(e).context("--trace-out")))?;
+    }
+    Ok((outcome, c.summary))
+}
+
+/// The session's state between batches.
+struct Consumer<'a> {
+    pid: Pid,
+    watches: &'a [WatchInfo],
+    symbolizer: &'a mut Symbolizer,
+    opts: &'a Options,
+    mem: Memory,
+    filter: Filter,
+    summary: Summary,
+    status: StatusLine,
+    trace: Option<TraceWriter<std::io::BufWriter<File>>>,
+    names: HashMap<u32, Option<Arc<str>>>,
+    process_name: Option<Arc<str>>,
+    cache: report::SiteCache,
+    exec_sites: HashMap<u64, Arc<Site>>,
+    last_refresh: Option<Instant>,
+    line: String,
+    /// Time stamp of the first hit (hit times are relative to it).
+    t0: Option<u64>,
+    seen: u64,
+    /// Lost so far (for the status line).
+    lost: u64,
+}
+
+impl Consumer<'_> {
+    /// Symbolizes, filters and prints one batch of the drainer.
+    fn batch(&mut self, batch: Batch, drainer: &Drainer, out: &mut Out) -> Result<(), Failure> {
+        let Batch {
+            mut raws,
+            comms,
+            notes,
+            stats,
+        } = batch;
+        for note in notes {
+            crate::messages::note(&note);
+        }
+        for (tid, name) in comms {
+            self.names.insert(tid, Some(Arc::from(name)));
+        }
+        self.lost = stats.lost;
+        let n = raws.len();
         // Rings are drained one CPU after the other: restore time order.
         raws.sort_by_key(|r| r.time);
-        seen += raws.len() as u64;
+        self.seen += n as u64;
         // Code bytes under an execute breakpoint are not a value worth showing.
-        let values: Vec<Option<Vec<u8>>> = watches
+        let values: Vec<Option<Vec<u8>>> = self
+            .watches
             .iter()
-            .map(|w| w.spec.access.is_data().then(|| mem.read(w)).flatten())
+            .map(|w| w.spec.access.is_data().then(|| self.mem.read(w)).flatten())
             .collect();
-        for r in raws.drain(..) {
-            let base = *t0.get_or_insert(r.time);
-            let thread = names
+        let watches = self.watches;
+        let pid = self.pid;
+        for r in raws {
+            if self.filter.done() {
+                // `--limit` reached: nothing more is reported, so the rest of a backlog (the
+                // drainer may be far ahead) is not symbolized; it is counted in `seen`.
+                break;
+            }
+            let base = *self.t0.get_or_insert(r.time);
+            let process_name = &self.process_name;
+            let thread = self
+                .names
                 .entry(r.tid)
                 .or_insert_with(|| comm(pid, Some(r.tid)).or_else(|| process_name.clone()))
                 .clone();
@@ -265,7 +274,8 @@ pub fn watch(
             } else if watches[r.watch].spec.access == Access::Execute {
                 // An execute breakpoint traps before the instruction runs: the sampled IP
                 // is the instruction itself, not the one after it.
-                exec_sites
+                let symbolizer = &mut *self.symbolizer;
+                self.exec_sites
                     .entry(r.ip)
                     .or_insert_with(|| {
                         let mut site = unknown_site(r.ip);
@@ -274,29 +284,13 @@ pub fn watch(
                     })
                     .clone()
             } else {
-                let site = symbolizer.site(r.ip);
-                // An IP in no known module: a library loaded since (dlopen). Re-read the
-                // memory map, at most once a second.
-                if site.module.is_none() && last_refresh.is_none_or(|t| t.elapsed() >= REFRESH_MAPS)
-                {
-                    last_refresh = Some(Instant::now());
-                    match AddressSpace::from_pid(pid.get() as u32) {
-                        Ok(space) => {
-                            if opts.backtrace {
-                                unwinder = Some(Unwinder::new(&space));
-                            }
-                            symbolizer.set_space(space);
-                            cache = report::SiteCache::default();
-                            symbolizer.site(r.ip)
-                        }
-                        Err(_) => site,
-                    }
-                } else {
-                    site
-                }
+                self.data_site(r.ip, drainer)
             };
-            let backtrace: Vec<Arc<Site>> =
-                r.callers.iter().map(|&ret| symbolizer.site(ret)).collect();
+            let backtrace: Vec<Arc<Site>> = r
+                .callers
+                .iter()
+                .map(|&ret| self.symbolizer.site(ret))
+                .collect();
             let mut hit = Hit {
                 time_ns: r.time.saturating_sub(base),
                 tid: r.tid,
@@ -310,48 +304,63 @@ pub fn watch(
                 backtrace,
                 unwind: r.unwind,
             };
-            let verdict = filter.judge(&mut hit);
+            let verdict = self.filter.judge(&mut hit);
             if verdict == Verdict::Skip {
                 continue;
             }
-            summary.add(&hit);
-            if !opts.quiet {
-                line.clear();
-                if opts.json {
-                    report::hit_json(&mut line, &hit, watches, &mut cache);
+            self.summary.add(&hit);
+            if !self.opts.quiet {
+                self.line.clear();
+                if self.opts.json {
+                    report::hit_json(&mut self.line, &hit, watches, &mut self.cache);
                 } else {
-                    report::hit_text(&mut line, &hit, watches, &mut cache);
+                    report::hit_text(&mut self.line, &hit, watches, &mut self.cache);
                 }
-                out.hit_with_status(&mut status, &line);
+                out.hit_with_status(&mut self.status, &self.line);
             }
-            if let Some(t) = &mut trace {
+            if let Some(t) = &mut self.trace {
                 t.hit(&hit, watches)
                     .map_err(|e| Failure::failed(anyhow::Error::new(e).context("--trace-out")))?;
             }
         }
+        drainer.taken(n);
+        Ok(())
+    }
+
+    /// After each batch or wait: the output so far goes out (the start record too), and the
+    /// status line is redrawn when due.
+    fn tick(&mut self, out: &mut Out) {
         out.flush();
-        let lost = sampler.stats().lost;
-        if let Some(line) = status.tick(Instant::now(), seen, lost) {
+        if let Some(line) = self.status.tick(Instant::now(), self.seen, self.lost) {
             out.status(&line);
         }
-        if last {
-            break;
+    }
+
+    /// The site of a data access at `ip`. An IP in no known module is in a library loaded
+    /// since (dlopen): the memory map is re-read, at most once every [`REFRESH_MAPS`], and
+    /// with `--backtrace` the drainer gets the new unwind tables.
+    fn data_site(&mut self, ip: u64, drainer: &Drainer) -> Arc<Site> {
+        let site = self.symbolizer.site(ip);
+        if site.module.is_some()
+            || self
+                .last_refresh
+                .is_some_and(|t| t.elapsed() < REFRESH_MAPS)
+        {
+            return site;
+        }
+        self.last_refresh = Some(Instant::now());
+        match AddressSpace::from_pid(self.pid.get() as u32) {
+            Ok(space) => {
+                if self.opts.backtrace {
+                    drainer.set_unwinder(Unwinder::new(&space));
+                }
+                self.symbolizer.set_space(space);
+                self.cache = report::SiteCache::default();
+                self.symbolizer.site(ip)
+            }
+            Err(_) => site,
         }
     }
-    outcome.totals = Totals {
-        seen,
-        reported: filter.reported(),
-        // Hits on a CPU that came online before its ring was mapped are lost too.
-        lost: sampler.stats().lost.saturating_add(sampler.unrecorded()),
-        duration_ns: u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX),
-    };
-    drop(sampler);
-    out.status(status.clear());
-    if let Some(t) = trace {
-        t.finish()
-            .map_err(|e| Failure::failed(anyhow::Error::new(e).context("--trace-out")))?;
-    }
-    Ok((outcome, summary))
 }
 
 /// Whether `pid` still runs: it exists and is not a zombie (`/proc/PID/stat` state `Z`/`X`),

@@ -690,6 +690,8 @@ mod sim {
 
 #[path = "cli/attach_churn.rs"]
 mod attach_churn;
+#[path = "cli/backtrace_storm.rs"]
+mod backtrace_storm;
 #[path = "cli/errors.rs"]
 mod errors;
 #[path = "cli/hotplug.rs"]

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use serde_json::Value;
 
@@ -74,20 +73,6 @@ struct Session {
     out: PathBuf,
     /// Dropped when the test is done with the processes; until then the watchdog waits.
     _done: mpsc::Sender<()>,
-}
-
-/// Not a timed assertion: a hwbp that never prints what a test waits for would leave the test
-/// waiting forever; killing it (SIGKILL, after 300 s) makes the test fail on what it read.
-/// Drop the returned sender once done with `pid`.
-fn watchdog(pid: u32) -> mpsc::Sender<()> {
-    let (done, wait) = mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if wait.recv_timeout(Duration::from_secs(300)) == Err(mpsc::RecvTimeoutError::Timeout) {
-            // SAFETY: kill(2) has no memory preconditions.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        }
-    });
-    done
 }
 
 /// The note hwbp prints once it records a CPU that came online.

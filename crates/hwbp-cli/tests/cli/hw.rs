@@ -480,3 +480,19 @@ pub fn signal(pid: u32, sig: i32) {
     // SAFETY: kill(2) has no memory preconditions.
     assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
 }
+
+/// Not a timed assertion: a hwbp that never prints what a test waits for would leave the test
+/// waiting forever; killing it (SIGKILL, after 300 s) makes the test fail on what it read.
+/// Drop the returned sender once done with `pid`.
+pub fn watchdog(pid: u32) -> std::sync::mpsc::Sender<()> {
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if wait.recv_timeout(std::time::Duration::from_secs(300))
+            == Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+        {
+            // SAFETY: kill(2) has no memory preconditions.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    });
+    done
+}
