@@ -12,7 +12,8 @@
 //! Reproduce: `cargo bench -p hwbp --bench stop`. It builds the release `hwbp` binary itself
 //! (`cargo build --release -p hwbp-cli`, same target directory) unless `HWBP_BIN` names one.
 //! Env: `STOP_BENCH_REPS` (default 9), `STOP_BENCH_N` (default 50000; the small size is N/5),
-//! `STOP_BENCH_GDB_N` (default 10000, small size N/5), `STOP_BENCH_SEED`.
+//! `STOP_BENCH_GDB_N` (default 10000, small size N/5), `STOP_BENCH_SEED`, `STOP_BENCH_GDB`
+//! (the gdb to run, default `gdb`; missing: its row says NOT MEASURED).
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -148,6 +149,7 @@ struct Setup {
     ct: PathBuf,
     inproc: PathBuf,
     addr: u64,
+    gdb: OsString,
     gdb_script: PathBuf,
     out: PathBuf,
 }
@@ -322,7 +324,7 @@ fn run(tool: Tool, n: u64, s: &Setup) -> (f64, f64, u64) {
             k,
         ),
         Tool::Gdb => {
-            let out = Command::new("gdb")
+            let out = Command::new(&s.gdb)
                 .args(["-batch", "-nx", "-x"])
                 .arg(&s.gdb_script)
                 .arg("--args")
@@ -414,6 +416,7 @@ fn main() {
         wl,
         ct: build("c_tracer"),
         inproc: build("inproc"),
+        gdb: std::env::var_os("STOP_BENCH_GDB").unwrap_or_else(|| "gdb".into()),
         gdb_script: Path::new(env!("CARGO_TARGET_TMPDIR")).join("stop-bench.gdb"),
         out: Path::new(env!("CARGO_TARGET_TMPDIR")).join("stop-bench.jsonl"),
     };
@@ -423,7 +426,7 @@ fn main() {
          printf \"EXIT %d\\n\", $_exitcode\n",
     )
     .unwrap();
-    let gdb_version = Command::new("gdb")
+    let gdb_version = Command::new(&s.gdb)
         .arg("--version")
         .output()
         .ok()
