@@ -5,13 +5,15 @@
 //! interleaved. Reference rows (`benches/stop/inproc.c`) split the agent's cost: the #DB trap
 //! alone, plus an empty in-process SIGTRAP handler, plus the agent's handler work.
 //!
-//! Per-hit cost = slope of wall time between two workload sizes (start-up cancels), minus the
-//! unwatched baseline's slope, per repetition; each repetition runs every (row, size) once in a
-//! freshly shuffled order. Every run's hit count must be exactly N, else the bench panics.
+//! Per-hit cost = slope of the time between two workload sizes (start-up cancels), minus the
+//! unwatched baseline's slope: from the medians over repetitions at each size (the spec's
+//! "slope"; goals and ratios use it), and within each repetition (median and range, the
+//! spread). Wall and CPU time (tool + workload). Each repetition runs every (row, size) once
+//! in a freshly shuffled order. Every run's hit count must be exactly N, else the bench panics.
 //!
 //! Reproduce: `cargo bench -p hwbp --bench stop`. It builds the release `hwbp` binary itself
 //! (`cargo build --release -p hwbp-cli`, same target directory) unless `HWBP_BIN` names one.
-//! Env: `STOP_BENCH_REPS` (default 9), `STOP_BENCH_N` (default 50000; the small size is N/5),
+//! Env: `STOP_BENCH_REPS` (default 11), `STOP_BENCH_N` (default 50000; the small size is N/5),
 //! `STOP_BENCH_GDB_N` (default 10000, small size N/5), `STOP_BENCH_SEED`, `STOP_BENCH_GDB`
 //! (the gdb to run, default `gdb`; missing: its row says NOT MEASURED).
 
@@ -443,7 +445,7 @@ fn main() {
             "\n*** gdb NOT FOUND: the gdb row is NOT MEASURED (install it: scripts/bench-deps) ***\n"
         );
     }
-    let reps = env_u64("STOP_BENCH_REPS", 9) as usize;
+    let reps = env_u64("STOP_BENCH_REPS", 11) as usize;
     let big = env_u64("STOP_BENCH_N", 50_000);
     let gdb_big = env_u64("STOP_BENCH_GDB_N", 10_000);
     let seed = env_u64("STOP_BENCH_SEED", 0x5709);
@@ -479,10 +481,11 @@ fn main() {
         gdb_big
     );
     let mut rng = hwbp::ptrace::StepRng::new(seed);
-    // Per row, per repetition: µs per hit by wall time and by CPU time (slopes, baseline's
-    // slope subtracted).
-    let mut per_hit: HashMap<Tool, Vec<f64>> = HashMap::new();
-    let mut cpu_per_hit: HashMap<Tool, Vec<f64>> = HashMap::new();
+    // Every run's (wall, CPU) seconds, by (row, large size).
+    let mut all: HashMap<(Tool, bool), Vec<(f64, f64)>> = HashMap::new();
+    // Per row, per repetition: wall µs per hit (slope within the repetition, minus the
+    // baseline's).
+    let mut per_rep: HashMap<Tool, Vec<f64>> = HashMap::new();
     for rep in 0..reps {
         // Every (row, size) once, in a fresh shuffled order.
         let mut order: Vec<(Tool, bool)> = tools
@@ -492,41 +495,66 @@ fn main() {
         for i in (1..order.len()).rev() {
             order.swap(i, rng.below(i as u64 + 1) as usize);
         }
-        let mut times: HashMap<(Tool, bool), (f64, f64)> = HashMap::new();
+        let mut times: HashMap<(Tool, bool), f64> = HashMap::new();
         for &(t, large) in &order {
             let (n1, n2) = sizes(t);
             let n = if large { n2 } else { n1 };
             let (w, c, h) = run(t, n, &s);
             assert_eq!(h, n, "{}: {h} hits counted for {n} stores", name(t));
-            times.insert((t, large), (w, c));
+            times.insert((t, large), w);
+            all.entry((t, large)).or_default().push((w, c));
         }
         let slope = |t: Tool| {
             let (n1, n2) = sizes(t);
-            let ((w1, c1), (w2, c2)) = (times[&(t, false)], times[&(t, true)]);
-            let d = (n2 - n1) as f64;
-            ((w2 - w1) / d, (c2 - c1) / d)
+            (times[&(t, true)] - times[&(t, false)]) / (n2 - n1) as f64
         };
         let base = slope(Tool::Baseline);
         for &t in &tools {
-            let (w, c) = slope(t);
-            let (bw, bc) = if t == Tool::Baseline {
-                (0.0, 0.0)
-            } else {
-                base
-            };
-            per_hit.entry(t).or_default().push((w - bw) * 1e6);
-            cpu_per_hit.entry(t).or_default().push((c - bc) * 1e6);
+            let b = if t == Tool::Baseline { 0.0 } else { base };
+            per_rep.entry(t).or_default().push((slope(t) - b) * 1e6);
         }
         eprintln!("rep {rep} done (load {})", loadavg());
     }
     println!("# load after {}", loadavg());
+    // The slope of the medians (measured-on-this-machine.md's "slope"): (median at the large
+    // size - median at the small size) / (difference in stores), minus the baseline's; wall
+    // and CPU, µs per hit.
+    let slope_of_medians = |t: Tool| -> (f64, f64) {
+        let (n1, n2) = sizes(t);
+        let m = |large: bool, cpu: bool| {
+            let v: Vec<f64> = all[&(t, large)]
+                .iter()
+                .map(|&(w, c)| if cpu { c } else { w })
+                .collect();
+            median(&v)
+        };
+        let d = (n2 - n1) as f64;
+        (
+            (m(true, false) - m(false, false)) / d * 1e6,
+            (m(true, true) - m(false, true)) / d * 1e6,
+        )
+    };
+    let (bw, bc) = slope_of_medians(Tool::Baseline);
+    let mut med: HashMap<Tool, f64> = HashMap::new();
+    let mut cpu: HashMap<Tool, f64> = HashMap::new();
+    for &t in &tools {
+        let (w, c) = slope_of_medians(t);
+        let (w, c) = if t == Tool::Baseline {
+            (w, c)
+        } else {
+            (w - bw, c - bc)
+        };
+        med.insert(t, w);
+        cpu.insert(t, c);
+    }
     println!();
-    println!("| row | wall µs per hit, median | min–max | CPU µs per hit, median | reps |");
+    println!(
+        "| row | wall µs per hit (slope of medians) | per-repetition slopes: median [min–max] \
+         | CPU µs per hit (slope of medians) | reps |"
+    );
     println!("|---|---|---|---|---|");
-    let med: HashMap<Tool, f64> = per_hit.iter().map(|(t, v)| (*t, median(v))).collect();
-    let cpu: HashMap<Tool, f64> = cpu_per_hit.iter().map(|(t, v)| (*t, median(v))).collect();
     for &(t, label) in &TOOLS {
-        match per_hit.get(&t) {
+        match per_rep.get(&t) {
             Some(v) => {
                 let (lo, hi) = range(v);
                 let label = if t == Tool::Baseline {
@@ -535,8 +563,9 @@ fn main() {
                     label.to_owned()
                 };
                 println!(
-                    "| {label} | {:.2} | {lo:.2}–{hi:.2} | {:.2} | {} |",
+                    "| {label} | {:.2} | {:.2} [{lo:.2}–{hi:.2}] | {:.2} | {} |",
                     med[&t],
+                    median(v),
                     cpu[&t],
                     v.len()
                 );
@@ -546,11 +575,11 @@ fn main() {
     }
     let agent = med[&Tool::CliAgent];
     let ratio = |num: Tool, den: Tool| -> Option<String> {
-        let (a, b) = (per_hit.get(&num)?, per_hit.get(&den)?);
+        let (a, b) = (per_rep.get(&num)?, per_rep.get(&den)?);
         let r: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
         let (lo, hi) = range(&r);
         Some(format!(
-            "{:.2} (medians; CPU time: {:.2}); per repetition: median {:.2} [{lo:.2}–{hi:.2}]",
+            "{:.2} (wall; CPU time: {:.2}); per repetition: median {:.2} [{lo:.2}–{hi:.2}]",
             med[&num] / med[&den],
             cpu[&num] / cpu[&den],
             median(&r)
@@ -586,7 +615,7 @@ fn main() {
         None => println!("goal >= 4x faster than gdb: {}", na()),
     }
     println!();
-    println!("agent cost breakdown (medians, µs per hit, wall / CPU):");
+    println!("agent cost breakdown (slopes of medians, µs per hit, wall / CPU):");
     let steps = [
         (Tool::InprocCount, "#DB trap (perf counting)"),
         (Tool::InprocEmpty, "+ SIGTRAP delivery to an empty handler"),
