@@ -4,7 +4,8 @@
 //! - `hwbp run --json -o F --watch target -- W N`  vs  `perf record -e mem:ADDR/8:w:u -c 1`
 //!   followed by `perf script` (the symbolized stream, both ways)
 //! - gdb `watch target` with `commands silent; continue; end` (on a smaller N: ~100 us/hit)
-//! - stop mode (issue 6), on gdb's N: `hwbp run --stop -q --json -o F --watch target -- W N`
+//! - stop mode (issue 6; the in-process agent, checked from the start record), on gdb's N:
+//!   `hwbp run --stop -q --json -o F --watch target -- W N`
 //!   vs gdb vs the minimal C ptrace tracer (`crates/hwbp/benches/stop/c_tracer.c`: DR0/DR7,
 //!   per hit `waitpid`, `PEEKUSER` DR6, `PEEKDATA`, `POKEUSER` DR6, `PTRACE_CONT`)
 //! - bpftrace `watchpoint:ADDR:8:w` where bpftrace is installed (it is not by default)
@@ -185,6 +186,10 @@ fn main() {
         cmd: format!("{hwbp} run --stop -q --json -o {fs}.stop.jsonl --watch target -- {w} {{N}}"),
         hits: |_, _, f| {
             let text = std::fs::read_to_string(f.with_extension("stop.jsonl")).unwrap();
+            let first: serde_json::Value =
+                serde_json::from_str(text.lines().next().unwrap()).unwrap();
+            // The default backend: the in-process agent (docs/STOP_MODE.md).
+            assert_eq!(first["stop"], "agent", "{first}");
             let last: serde_json::Value =
                 serde_json::from_str(text.lines().last().unwrap()).unwrap();
             assert_eq!(last["seen"], last["reported"]);
