@@ -739,6 +739,8 @@ fn planning_errors_come_first() {
     assert!(!out.exists(), "nothing was started");
 }
 
+#[path = "agent.rs"]
+mod agent;
 #[path = "ptrace_drfile.rs"]
 mod drfile;
 #[path = "ptrace_lifecycle.rs"]
