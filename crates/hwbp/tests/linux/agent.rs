@@ -18,7 +18,9 @@ use std::os::fd::FromRawFd;
 use hwbp::caps::probe_slots;
 use hwbp::launch::{spawn_at_entry_with, Child, ExitStatus, Extra, Stopped};
 use hwbp::ptrace::agent::{AgentLaunch, AgentSession};
+use hwbp::sys::agent_layout::Header;
 use hwbp::sys::{RealSys, Scope};
+use std::mem::offset_of;
 
 use super::*;
 
@@ -332,7 +334,7 @@ fn shutdown_storm(
     let seed = seed_from_env_or_clock();
     eprintln!("agent shutdown storm {args:?} seed {seed} (HWBP_SEED={seed} to replay)");
     let mut rng = StepRng::new(seed);
-    let out = out_file("agent-shutdown");
+    let out = out_file(&format!("agent-shutdown-{}", args[0]));
     let mut stats = ShutdownStats::default();
     for run in 0..runs {
         let sig = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP][run % 3];
@@ -572,6 +574,7 @@ fn agent_sigkill_of_the_consumer_during_a_hit_storm_never_hurts_the_program() {
     let n = 1_000_000i64;
     let seq = format!("sum {} writes {n}", seq_sum(n));
     let out = out_file("agent-sigkill");
+    let mut late_hits = Vec::new();
     for run in 0..30 {
         let _ = std::fs::remove_file(&out);
         let delay = 500 + rng.below(59_500);
@@ -584,10 +587,23 @@ fn agent_sigkill_of_the_consumer_during_a_hit_storm_never_hurts_the_program() {
         };
         let mut args: Vec<String> = args;
         args.push("nowait".into());
-        let (c, p) = supervised_consumer(bin, args, out.clone(), |consumer, _| {
+        let mut ring = None;
+        let (c, p) = supervised_consumer(bin, args, out.clone(), |consumer, program| {
+            let r = ring_of(program);
             std::thread::sleep(std::time::Duration::from_micros(delay));
+            let head = r
+                .as_ref()
+                .map(|r| ring_counter(r, offset_of!(Header, head)));
             sys::kill(consumer, libc::SIGKILL).unwrap();
+            ring = r.zip(head);
         });
+        if let Some((r, head)) = ring {
+            // Hits that reached the agent after the kill was sent: recorded (nobody reads
+            // them) or dropped (ring full, consumer gone).
+            let late = ring_counter(&r, offset_of!(Header, head)) - head
+                + ring_counter(&r, offset_of!(Header, dropped));
+            late_hits.push((run % 2 == 1, late));
+        }
         assert!(
             libc::WIFSIGNALED(c) && libc::WTERMSIG(c) == libc::SIGKILL,
             "run {run}: consumer {c:#x}"
@@ -598,6 +614,40 @@ fn agent_sigkill_of_the_consumer_during_a_hit_storm_never_hurts_the_program() {
         );
         assert_eq!(read_out(&out).trim(), expect, "run {run}");
     }
+    if late_hits.is_empty() {
+        skip_note!("agent sigkill: the ring could not be opened through /proc/PID/map_files");
+    } else {
+        late_hits.sort_unstable();
+        let of = |threads: bool| -> Vec<u64> {
+            late_hits
+                .iter()
+                .filter(|h| h.0 == threads)
+                .map(|h| h.1)
+                .collect()
+        };
+        eprintln!(
+            "agent sigkill: 30 runs, all finished; hits that reached the agent after kill(2) \
+             of the consumer, per run: 1 thread {:?}, 4 threads {:?}",
+            of(false),
+            of(true)
+        );
+    }
+}
+
+/// The agent's shared ring as mapped in `pid` (`/proc/PID/map_files`, which needs
+/// CAP_SYS_ADMIN): to read its counters after the consumer is gone. `None` without access.
+fn ring_of(pid: i32) -> Option<File> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    let line = maps.lines().find(|l| l.contains("hwbp-agent-ring"))?;
+    let range = line.split_whitespace().next()?;
+    File::open(format!("/proc/{pid}/map_files/{range}")).ok()
+}
+
+/// The u64 at `offset` of the ring's header.
+fn ring_counter(ring: &File, offset: usize) -> u64 {
+    let mut b = [0u8; 8];
+    std::os::unix::fs::FileExt::read_exact_at(ring, &mut b, offset as u64).unwrap();
+    u64::from_le_bytes(b)
 }
 
 /// Whether the (single-threaded) program is blocked in `futex(2)` (`/proc/PID/syscall`: the
