@@ -393,17 +393,55 @@ fn publish_code_ranges(h: &layout::Header, pid: i32) {
             u64::from_str_radix(end, 16).ok()?,
         ))
     });
-    let mut n = 0;
-    for (slot, (start, end)) in h.ranges.iter().zip(ranges) {
-        slot[0].store(start, Relaxed);
-        slot[1].store(end, Relaxed);
-        n += 1;
+    let ranges = fit_ranges(ranges.collect(), layout::MAX_RANGES);
+    for (slot, (start, end)) in h.ranges.iter().zip(&ranges) {
+        slot[0].store(*start, Relaxed);
+        slot[1].store(*end, Relaxed);
     }
-    h.nranges.store(n as u32, Release);
+    h.nranges.store(ranges.len() as u32, Release);
+}
+
+/// At most `max` ranges covering `ranges` (sorted, disjoint): while there are too many, the
+/// two neighbours with the smallest gap between them become one. Without this, code past the
+/// last slot would be unknown at every hit (each one synchronous, `new_code`, forever); with
+/// it, only code mapped later into a merged gap goes unnoticed (asynchronous).
+fn fit_ranges(mut ranges: Vec<(u64, u64)>, max: usize) -> Vec<(u64, u64)> {
+    while ranges.len() > max.max(1) {
+        let Some(i) =
+            (1..ranges.len()).min_by_key(|&i| ranges[i].0.saturating_sub(ranges[i - 1].1))
+        else {
+            break;
+        };
+        ranges[i - 1].1 = ranges[i].1;
+        ranges.remove(i);
+    }
+    ranges
 }
 
 impl Drop for AgentSession {
     fn drop(&mut self) {
         self.release();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit_ranges;
+
+    #[test]
+    fn too_many_code_ranges_merge_across_the_smallest_gaps() {
+        let r = vec![(0, 10), (20, 30), (31, 40), (100, 110), (1000, 1010)];
+        assert_eq!(fit_ranges(r.clone(), 5), r);
+        assert_eq!(
+            fit_ranges(r.clone(), 4),
+            vec![(0, 10), (20, 40), (100, 110), (1000, 1010)]
+        );
+        assert_eq!(
+            fit_ranges(r.clone(), 3),
+            vec![(0, 40), (100, 110), (1000, 1010)]
+        );
+        assert_eq!(fit_ranges(r.clone(), 1), vec![(0, 1010)]);
+        assert_eq!(fit_ranges(r, 0), vec![(0, 1010)]);
+        assert_eq!(fit_ranges(Vec::new(), 2), Vec::new());
     }
 }
