@@ -233,7 +233,9 @@ impl AgentSession {
         signals.push(libc::SIGCHLD);
         let mut sleep = POLL_MIN;
         loop {
-            let (n, verdict) = self.drain(handler);
+            // At most one ringful per round: a program that hits faster than the handler
+            // keeps the ring from ever emptying, and the signals must still be looked at.
+            let (n, verdict) = self.drain(handler, layout::SLOTS as u64);
             if verdict != Verdict::Continue {
                 self.release();
                 return Ok(RunEnd::Detached);
@@ -241,7 +243,7 @@ impl AgentSession {
             match crate::sys::launch::wait(pid, false) {
                 Ok(Some(end @ (WaitStatus::Exited(_) | WaitStatus::Signaled(_)))) => {
                     // Every hit of the program is in the ring by now (recorded synchronously).
-                    let (_, verdict) = self.drain(handler);
+                    let (_, verdict) = self.drain(handler, u64::MAX);
                     self.release();
                     return Ok(match (verdict, end) {
                         (Verdict::Continue, WaitStatus::Exited(c)) => RunEnd::Exited(c),
@@ -257,11 +259,18 @@ impl AgentSession {
             } else {
                 (sleep * 2).min(POLL_MAX)
             };
-            match sys::wait_signal_for(&signals, sleep) {
+            // A full round: more records are likely waiting; only poll the signals.
+            let timeout = if n >= layout::SLOTS as u64 {
+                Duration::ZERO
+            } else {
+                sleep
+            };
+            match sys::wait_signal_for(&signals, timeout) {
                 Ok(None | Some(libc::SIGCHLD)) => {}
                 Ok(Some(signal)) => {
                     self.release();
-                    let _ = self.drain(handler);
+                    // Bounded: no new hit is recorded once released.
+                    let _ = self.drain(handler, u64::MAX);
                     return Ok(RunEnd::Shutdown { signal });
                 }
                 Err(errno) => return Err(TraceError::Wait { errno }),
@@ -269,11 +278,11 @@ impl AgentSession {
         }
     }
 
-    /// Handles every published record; returns how many, and the first verdict that is not
-    /// `Continue` (records after it are left unread).
-    fn drain(&mut self, handler: &mut dyn StopHandler) -> (u64, Verdict) {
+    /// Handles published records, at most `max`; returns how many, and the first verdict that
+    /// is not `Continue` (records after it are left unread).
+    fn drain(&mut self, handler: &mut dyn StopHandler, max: u64) -> (u64, Verdict) {
         let mut n = 0;
-        loop {
+        while n < max {
             let h = self.ring.header();
             let tail = h.tail.load(Relaxed);
             if tail == h.head.load(Acquire) {
@@ -297,6 +306,7 @@ impl AgentSession {
                 return (n, verdict);
             }
         }
+        (n, Verdict::Continue)
     }
 
     /// Frees slot `tail` and wakes a producer waiting for it.

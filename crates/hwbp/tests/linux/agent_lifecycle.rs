@@ -405,8 +405,8 @@ fn agent_program_with_a_full_ring_survives_the_consumers_death() {
 }
 
 /// `Verdict::Detach` at hit 100 of 1000: exactly 100 hits reported; the events are closed
-/// (the consumer's perf descriptors are back to before arming, and 4 breakpoints fit on the
-/// program's thread again); 500 more writes after the detach reach nothing; the program
+/// (the consumer's perf descriptors are back to before arming, and as many breakpoints fit
+/// on the program's thread as before arming); 500 more writes after the detach reach nothing; the program
 /// finishes with exit 0 and its full output.
 #[test]
 fn agent_detach_verdict_closes_the_events_and_lets_the_program_finish() {
@@ -430,6 +430,8 @@ fn agent_detach_verdict_closes_the_events_and_lets_the_program_finish() {
         let (launch, stopped) = launch_with(bin, &["cmd"], &out, |_| {});
         let before = perf_fds();
         let pid = stopped.pid().get();
+        let slots = || probe_slots(&RealSys, Scope::Thread(hwbp::Tid(pid))).unwrap();
+        let free_before = slots();
         let (mut session, mut child) = arm(
             launch,
             stopped,
@@ -445,7 +447,7 @@ fn agent_detach_verdict_closes_the_events_and_lets_the_program_finish() {
         let end = session.run(&mut check).unwrap();
         assert_eq!(end, RunEnd::Detached);
         let after = perf_fds();
-        let free = probe_slots(&RealSys, Scope::Thread(hwbp::Tid(pid))).unwrap();
+        let free = slots();
         put(
             report,
             &[
@@ -455,6 +457,7 @@ fn agent_detach_verdict_closes_the_events_and_lets_the_program_finish() {
                 before as u64,
                 armed as u64,
                 after as u64,
+                u64::from(free_before),
                 u64::from(free),
             ],
         );
@@ -467,13 +470,14 @@ fn agent_detach_verdict_closes_the_events_and_lets_the_program_finish() {
     let mut commands = unsafe { File::from_raw_fd(stdin[1]) };
     assert_eq!(read_byte(&mut report), Some(b'R'));
     commands.write_all(b"w 1000\n").unwrap();
-    let [hits, wrong, seen, before, armed, after, free] = take::<7>(&mut report);
+    let [hits, wrong, seen, before, armed, after, free_before, free] = take::<8>(&mut report);
     assert_eq!((hits, wrong, seen), (100, 0, 100), "hits after the detach");
     assert_eq!(armed, before + 1, "one event (one thread, one piece)");
     assert_eq!(after, before, "the event is closed");
     assert_eq!(
-        free, 4,
-        "every debug register of the program's thread is free"
+        free, free_before,
+        "the program's thread has its debug registers back (4 unless a CPU-wide breakpoint \
+         of another process holds one)"
     );
     commands.write_all(b"w 500\nq\n").unwrap();
     let [dropped, status] = take::<2>(&mut report);
@@ -484,9 +488,99 @@ fn agent_detach_verdict_closes_the_events_and_lets_the_program_finish() {
         dropped <= 1,
         "{dropped} hits reached the agent after the detach"
     );
-    eprintln!("agent detach: {dropped} queued SIGTRAP(s) dropped after the release");
+    eprintln!(
+        "agent detach: {dropped} queued SIGTRAP(s) dropped after the release; {free_before} \
+         slots free on the program's thread before arming and after the detach"
+    );
     let text = read_out(&out);
     let lines: Vec<&str> = text.lines().skip(1).collect();
     let sum = format!("sum {} writes 1500", seq_sum(1500));
     assert_eq!(lines, ["ok 1000", "ok 1500", sum.as_str()], "{text}");
+}
+
+/// A consumer slower than the program (it spins 50 us per hit): counts the hits it handles
+/// while a shutdown signal is pending; gives up (detaches) past `give_up` of them.
+struct Sluggish {
+    hits: u64,
+    after_signal: u64,
+    give_up: u64,
+}
+
+impl StopHandler for Sluggish {
+    fn hit(&mut self, _hit: &Hit<'_>) -> Verdict {
+        self.hits += 1;
+        let t = std::time::Instant::now();
+        while t.elapsed() < std::time::Duration::from_micros(50) {
+            std::hint::spin_loop();
+        }
+        // SAFETY: sigpending fills the set we own.
+        let pending = unsafe {
+            let mut set = std::mem::zeroed::<libc::sigset_t>();
+            libc::sigpending(&mut set);
+            libc::sigismember(&set, libc::SIGTERM) == 1
+        };
+        if pending {
+            self.after_signal += 1;
+            if self.after_signal > self.give_up {
+                return Verdict::Detach;
+            }
+        }
+        Verdict::Continue
+    }
+}
+
+/// A shutdown signal is taken even while the ring never empties (the program produces hits
+/// faster than the consumer handles them): at most what the ring held when it arrived, and
+/// what was already in it at the release, is handled after it.
+#[test]
+fn agent_shutdown_signal_is_taken_while_the_ring_never_empties() {
+    let (bin, _hw) = agent_or_skip!("agent_shutdown_signal_is_taken_while_the_ring_never_empties");
+    let addr = target_addr(bin);
+    let out = out_file("agent-busy");
+    let _ = std::fs::remove_file(&out);
+    let n = 20_000_000i64;
+    let slots = hwbp::sys::agent_layout::SLOTS as u64;
+    let (consumer, mut report) = fork_reporting(&[], |report| {
+        let (mut session, mut child) = start(
+            bin,
+            &["seq", &n.to_string(), "nowait"],
+            &out,
+            vec![watch_i64(addr)],
+            StopOptions::default(),
+        );
+        install_shutdown_signals().unwrap();
+        report.write_all(b"R").unwrap();
+        let mut h = Sluggish {
+            hits: 0,
+            after_signal: 0,
+            give_up: 4 * slots,
+        };
+        let end = session.run(&mut h).unwrap();
+        let end = match end {
+            RunEnd::Shutdown { .. } => 1,
+            RunEnd::Detached => 2,
+            _ => 3,
+        };
+        let status = status_code(child.wait().unwrap());
+        put(report, &[end, h.hits, h.after_signal, status]);
+    });
+    assert_eq!(read_byte(&mut report), Some(b'R'));
+    // Long enough for the ring to fill (4096 hits at >= 50 us each in the consumer).
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    sys::kill(consumer, libc::SIGTERM).unwrap();
+    let [end, hits, after_signal, status] = take::<4>(&mut report);
+    assert!(libc::WIFEXITED(reap(consumer)));
+    eprintln!(
+        "agent busy ring: {hits} hits handled, {after_signal} of them with the signal pending"
+    );
+    assert_eq!(
+        end, 1,
+        "run ended by the signal (2: still draining, gave up)"
+    );
+    assert!(after_signal <= 2 * slots + 1, "{after_signal}");
+    assert_eq!(status, 0);
+    assert_eq!(
+        read_out(&out).trim(),
+        format!("sum {} writes {n}", seq_sum(n))
+    );
 }
