@@ -192,6 +192,8 @@ struct SeqCheck {
     wrong: u64,
     panic_at: Option<u64>,
     detach_at: Option<u64>,
+    /// Never returns from this hit (until the process is killed).
+    hold_at: Option<u64>,
 }
 
 impl StopHandler for SeqCheck {
@@ -200,6 +202,9 @@ impl StopHandler for SeqCheck {
         self.hits += 1;
         if self.panic_at == Some(self.hits) {
             panic!("the handler panics at hit {}", self.hits);
+        }
+        while self.hold_at == Some(self.hits) {
+            std::thread::sleep(std::time::Duration::from_secs(1));
         }
         let old = if k == 0 { 0 } else { f(k - 1) };
         let expected = (Value::Int(old.into()), Value::Int(f(k).into()));

@@ -193,10 +193,12 @@ fn agent_panic_in_the_handler_releases_the_program() {
     let (bin, _hw) = agent_or_skip!("agent_panic_in_the_handler");
     let addr = target_addr(bin);
     let out = out_file("agent-panic");
-    for panic_at in [1, 7, 500] {
+    // `jit`: the first hit is from code mapped after arming, so its thread waits for the
+    // handler (a synchronous record) when the handler panics.
+    for (mode, panic_at) in [("seq", 1), ("seq", 7), ("seq", 500), ("jit", 1)] {
         let (session, mut child) = start(
             bin,
-            &["seq", "3000", "nowait"],
+            &[mode, "3000", "nowait"],
             &out,
             vec![watch_i64(addr)],
             StopOptions::default(),
@@ -212,7 +214,11 @@ fn agent_panic_in_the_handler_releases_the_program() {
         }));
         assert!(r.is_err(), "the handler panicked");
         assert_eq!((check.hits, check.wrong), (panic_at, 0));
-        assert_eq!(child.wait(), Ok(ExitStatus::Code(0)), "panic at {panic_at}");
+        assert_eq!(
+            child.wait(),
+            Ok(ExitStatus::Code(0)),
+            "{mode}: panic at {panic_at}"
+        );
         assert_eq!(
             read_out(&out).trim(),
             format!("sum {} writes 3000", seq_sum(3000))
@@ -227,6 +233,7 @@ fn supervised_consumer(
     bin: &'static Path,
     args: Vec<String>,
     out: PathBuf,
+    hold_at: Option<u64>,
     act: impl FnOnce(i32, i32),
 ) -> (i32, i32) {
     let addr = target_addr(bin);
@@ -252,7 +259,10 @@ fn supervised_consumer(
                 ready.extend_from_slice(&std::process::id().to_le_bytes());
                 ready.extend_from_slice(&session.pid().to_le_bytes());
                 report.write_all(&ready).unwrap();
-                let end = session.run(&mut SeqCheck::default());
+                let end = session.run(&mut SeqCheck {
+                    hold_at,
+                    ..SeqCheck::default()
+                });
                 report.write_all(b"X").unwrap();
                 panic!("the consumer was not killed: {end:?}");
             });
@@ -310,7 +320,7 @@ fn agent_sigkill_of_the_consumer_during_a_hit_storm_never_hurts_the_program() {
         let mut args: Vec<String> = args;
         args.push("nowait".into());
         let mut ring = None;
-        let (c, p) = supervised_consumer(bin, args, out.clone(), |consumer, program| {
+        let (c, p) = supervised_consumer(bin, args, out.clone(), None, |consumer, program| {
             let r = ring_of(program);
             std::thread::sleep(std::time::Duration::from_micros(delay));
             let head = r
@@ -384,6 +394,7 @@ fn agent_program_with_a_full_ring_survives_the_consumers_death() {
         bin,
         vec!["seq".into(), n.to_string(), "nowait".into()],
         out.clone(),
+        None,
         |consumer, program| {
             sys::kill(consumer, libc::SIGSTOP).unwrap();
             // 4096 records fill the ring; the next hit waits in futex(2) for space.
@@ -579,6 +590,37 @@ fn agent_shutdown_signal_is_taken_while_the_ring_never_empties() {
     );
     assert!(after_signal <= 2 * slots + 1, "{after_signal}");
     assert_eq!(status, 0);
+    assert_eq!(
+        read_out(&out).trim(),
+        format!("sum {} writes {n}", seq_sum(n))
+    );
+}
+
+/// SIGKILL of the consumer while the program's thread waits for its hit to be handled (a
+/// synchronous record: `jit`'s first hit is from code mapped after arming, and the consumer
+/// never returns from it): the thread notices its consumer is gone and the program finishes.
+#[test]
+fn agent_sigkill_while_the_program_waits_for_its_record() {
+    let (bin, _hw) = agent_or_skip!("agent_sigkill_while_the_program_waits_for_its_record");
+    let n = 1000i64;
+    let out = out_file("agent-sync-kill");
+    let (c, p) = supervised_consumer(
+        bin,
+        vec!["jit".into(), n.to_string(), "nowait".into()],
+        out.clone(),
+        Some(1),
+        |consumer, program| {
+            while !in_futex(program).expect("the program ended early") {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            sys::kill(consumer, libc::SIGKILL).unwrap();
+        },
+    );
+    assert!(libc::WIFSIGNALED(c) && libc::WTERMSIG(c) == libc::SIGKILL);
+    assert!(
+        libc::WIFEXITED(p) && libc::WEXITSTATUS(p) == 0,
+        "program {p:#x}"
+    );
     assert_eq!(
         read_out(&out).trim(),
         format!("sum {} writes {n}", seq_sum(n))
