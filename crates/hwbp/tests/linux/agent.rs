@@ -20,10 +20,11 @@ use hwbp::ptrace::agent::{AgentLaunch, AgentSession};
 
 use super::*;
 
-/// The fixture and the hardware lock, or a printed skip (no `cc`, or no agent in this build).
+/// The fixture, the hardware lock and no other stop-mode test of this process (these tests
+/// fork: see `FORKERS`), or a printed skip (no `cc`, or no agent in this build).
 macro_rules! agent_or_skip {
     ($test:expr) => {{
-        let (bin, hw) = fixture_or_skip!();
+        let (bin, hw) = fixture_or_skip!(alone);
         if !hwbp::ptrace::agent::available() {
             skip_note!(
                 "SKIP {}: this build carries no agent (x86-64 Linux only)",
@@ -116,15 +117,17 @@ fn perf_fds() -> usize {
         .count()
 }
 
-/// Closes every descriptor but stdio and `keep` (in a forked child).
-fn close_inherited_fds(keep: &[i32]) {
-    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    for fd in fds.into_iter().filter(|fd| *fd > 2 && !keep.contains(fd)) {
-        // SAFETY: closing a descriptor number of our own (one that is already gone: EBADF).
-        unsafe { libc::close(fd) };
+/// Closes every descriptor but stdio and `keep` (sorted, > 2): the first thing a forked child
+/// does, a few `close_range(2)` calls and nothing else, so that it holds other tests' perf
+/// events (a tracer's released watch would live on in it) for as short a time as possible.
+fn close_inherited_fds(keep: &[u32]) {
+    let mut first = 3u32;
+    for &k in keep.iter().chain(&[u32::MAX]) {
+        if k > first {
+            // SAFETY: closes descriptors of this process only; no memory involved.
+            unsafe { libc::syscall(libc::SYS_close_range, first, k - 1, 0) };
+        }
+        first = k.saturating_add(1);
     }
 }
 
@@ -150,11 +153,16 @@ fn fork_reporting(keep: &[i32], body: impl FnOnce(&mut File)) -> (i32, File) {
     let mut fds = [0; 2];
     // SAFETY: pipe2 fills two fds we then own.
     assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .chain(&[fds[1]])
+        .filter(|&&fd| fd > 2)
+        .map(|&fd| fd as u32)
+        .collect();
+    keep.sort_unstable();
     // SAFETY: the child runs single-threaded code and leaves with _exit.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        let mut keep = keep.to_vec();
-        keep.push(fds[1]);
         close_inherited_fds(&keep);
         // SAFETY: fds[1] is ours in the child.
         let mut report = unsafe { File::from_raw_fd(fds[1]) };
