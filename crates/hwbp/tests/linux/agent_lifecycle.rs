@@ -1,6 +1,7 @@
 //! Releasing the program whatever happens to the agent's consumer: shutdown signals at
-//! random moments of a hit storm (one thread and four), a panic in the handler, a SIGKILL
-//! (also with the ring full), and the detach verdict. Helpers are the parent's (`agent.rs`).
+//! random moments of a hit storm (one thread and four; also with a ring that never empties),
+//! a panic in the handler, a SIGKILL (during a storm, with the ring full, while a thread waits
+//! for its record), and the detach verdict. Helpers are the parent's (`agent.rs`).
 
 use std::mem::offset_of;
 
