@@ -226,7 +226,10 @@ impl StopHandler for SeqCheck {
     }
 }
 
-fn assert_exact_seq(hits: &[(Tid, usize, Value, Value, usize)], n: usize) {
+/// A hit as [`Recorder`] keeps it: (thread, piece, old, new, watch).
+type Seen = (Tid, usize, Value, Value, usize);
+
+fn assert_exact_seq(hits: &[Seen], n: usize) {
     assert_eq!(hits.len(), n);
     for (i, &(_, piece, old, new, watch)) in hits.iter().enumerate() {
         let i = i as i64;
@@ -295,6 +298,41 @@ fn agent_reports_every_write_with_exact_old_and_new_and_exact_per_thread_counts(
     assert_eq!(per_thread.len(), 4, "{per_thread:?}");
     assert!(per_thread.values().all(|&n| n == 250), "{per_thread:?}");
     assert_eq!(read_out(&out).trim(), "sum 0 writes 1000");
+
+    // Watched threads that exit: 4 x 250 hits, then the main thread alone writes f(0..100),
+    // exact from its second write (its first `old` is the last worker's value).
+    let out = out_file("agent-thread-exit");
+    let (mut session, _child) = start(
+        bin,
+        &["thread_exit", "4", "250", "100", "nowait"],
+        &out,
+        vec![watch_i64(addr)],
+        StopOptions::default(),
+    );
+    let pid = session.pid();
+    let mut rec = Recorder::default();
+    assert_eq!(session.run(&mut rec).unwrap(), RunEnd::Exited(0));
+    assert_eq!((rec.hits.len(), session.hits_seen()), (1100, 1100));
+    let (workers, main): (Vec<&Seen>, Vec<&Seen>) = rec.hits.iter().partition(|h| h.0 != Tid(pid));
+    let mut per_worker = std::collections::BTreeMap::new();
+    workers
+        .iter()
+        .for_each(|h| *per_worker.entry(h.0).or_insert(0) += 1);
+    assert_eq!(per_worker.values().collect::<Vec<_>>(), [&250; 4]);
+    let main: Vec<(Value, Value)> = main.iter().map(|h| (h.2, h.3)).collect();
+    assert_eq!(main.len(), 100);
+    assert_eq!(main[0].1, Value::Int(f(0).into()));
+    for (i, pair) in main.iter().enumerate().skip(1) {
+        let i = i as i64;
+        assert_eq!(
+            *pair,
+            (Value::Int(f(i - 1).into()), Value::Int(f(i).into()))
+        );
+    }
+    assert_eq!(
+        read_out(&out).trim(),
+        format!("sum {} writes 1100", seq_sum(100))
+    );
 }
 
 /// Whether the (single-threaded) program is blocked in `futex(2)` (`/proc/PID/syscall`: the
