@@ -295,7 +295,9 @@ impl AgentSession {
         signals.push(libc::SIGCHLD);
         let mut sleep = POLL_MIN;
         loop {
-            let (n, verdict) = self.drain(handler);
+            // At most one ringful per round: a program that hits faster than the handler
+            // keeps the ring from ever emptying, and the signals must still be looked at.
+            let (n, verdict) = self.drain(handler, layout::SLOTS as u64);
             if verdict != Verdict::Continue {
                 self.release();
                 return Ok(RunEnd::Detached);
@@ -303,7 +305,7 @@ impl AgentSession {
             match crate::sys::launch::wait(pid, false) {
                 Ok(Some(end @ (WaitStatus::Exited(_) | WaitStatus::Signaled(_)))) => {
                     // Every hit of the program is in the ring by now (recorded synchronously).
-                    let (_, verdict) = self.drain(handler);
+                    let (_, verdict) = self.drain(handler, u64::MAX);
                     self.release();
                     return Ok(match (verdict, end) {
                         (Verdict::Continue, WaitStatus::Exited(c)) => RunEnd::Exited(c),
@@ -319,11 +321,18 @@ impl AgentSession {
             } else {
                 (sleep * 2).min(POLL_MAX)
             };
-            match sys::wait_signal_for(&signals, sleep) {
+            // A full round: more records are likely waiting; only poll the signals.
+            let timeout = if n >= layout::SLOTS as u64 {
+                Duration::ZERO
+            } else {
+                sleep
+            };
+            match sys::wait_signal_for(&signals, timeout) {
                 Ok(None | Some(libc::SIGCHLD)) => {}
                 Ok(Some(signal)) => {
                     self.release();
-                    let _ = self.drain(handler);
+                    // Bounded: no new hit is recorded once released.
+                    let _ = self.drain(handler, u64::MAX);
                     return Ok(RunEnd::Shutdown { signal });
                 }
                 Err(errno) => return Err(TraceError::Wait { errno }),
@@ -331,11 +340,11 @@ impl AgentSession {
         }
     }
 
-    /// Handles every published record; returns how many, and the first verdict that is not
-    /// `Continue` (records after it are left unread).
-    fn drain(&mut self, handler: &mut dyn StopHandler) -> (u64, Verdict) {
+    /// Handles published records, at most `max`; returns how many, and the first verdict that
+    /// is not `Continue` (records after it are left unread).
+    fn drain(&mut self, handler: &mut dyn StopHandler, max: u64) -> (u64, Verdict) {
         let mut n = 0;
-        loop {
+        while n < max {
             let h = self.ring.header();
             let tail = h.tail.load(Relaxed);
             if tail == h.head.load(Acquire) {
@@ -365,6 +374,7 @@ impl AgentSession {
                 return (n, verdict);
             }
         }
+        (n, Verdict::Continue)
     }
 
     /// Reads a record's watched bytes from outside the program (its handler was refused).
@@ -473,13 +483,29 @@ fn publish_code_ranges(h: &layout::Header, pid: i32) {
             u64::from_str_radix(end, 16).ok()?,
         ))
     });
-    let mut n = 0;
-    for (slot, (start, end)) in h.ranges.iter().zip(ranges) {
-        slot[0].store(start, Relaxed);
-        slot[1].store(end, Relaxed);
-        n += 1;
+    let ranges = fit_ranges(ranges.collect(), layout::MAX_RANGES);
+    for (slot, (start, end)) in h.ranges.iter().zip(&ranges) {
+        slot[0].store(*start, Relaxed);
+        slot[1].store(*end, Relaxed);
     }
-    h.nranges.store(n as u32, Release);
+    h.nranges.store(ranges.len() as u32, Release);
+}
+
+/// At most `max` ranges covering `ranges` (sorted, disjoint): while there are too many, the
+/// two neighbours with the smallest gap between them become one. Without this, code past the
+/// last slot would be unknown at every hit (each one synchronous, `new_code`, forever); with
+/// it, only code mapped later into a merged gap goes unnoticed (asynchronous).
+fn fit_ranges(mut ranges: Vec<(u64, u64)>, max: usize) -> Vec<(u64, u64)> {
+    while ranges.len() > max.max(1) {
+        let Some(i) =
+            (1..ranges.len()).min_by_key(|&i| ranges[i].0.saturating_sub(ranges[i - 1].1))
+        else {
+            break;
+        };
+        ranges[i - 1].1 = ranges[i].1;
+        ranges.remove(i);
+    }
+    ranges
 }
 
 impl Drop for AgentSession {
@@ -508,7 +534,7 @@ fn secure_execution(file: &std::fs::File) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::cannot_load_into;
+    use super::{cannot_load_into, fit_ranges};
 
     /// An ELF header (64 bytes) with class, machine and `phnum` program headers right after
     /// it, the first of type `p_type`.
@@ -544,5 +570,22 @@ mod tests {
         }
         assert!(!cannot_load_into(&dir.join("missing")));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn too_many_code_ranges_merge_across_the_smallest_gaps() {
+        let r = vec![(0, 10), (20, 30), (31, 40), (100, 110), (1000, 1010)];
+        assert_eq!(fit_ranges(r.clone(), 5), r);
+        assert_eq!(
+            fit_ranges(r.clone(), 4),
+            vec![(0, 10), (20, 40), (100, 110), (1000, 1010)]
+        );
+        assert_eq!(
+            fit_ranges(r.clone(), 3),
+            vec![(0, 40), (100, 110), (1000, 1010)]
+        );
+        assert_eq!(fit_ranges(r.clone(), 1), vec![(0, 1010)]);
+        assert_eq!(fit_ranges(r, 0), vec![(0, 1010)]);
+        assert_eq!(fit_ranges(Vec::new(), 2), Vec::new());
     }
 }
