@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use hwbp::launch;
-use hwbp::ptrace::agent::{AgentLaunch, AgentSession};
+use hwbp::ptrace::agent::{AgentLaunch, AgentSession, Unsuitable};
 use hwbp::ptrace::{
     self, Expr, Hit as StopHit, RunEnd, StopHandler, StopOptions, TraceError, Tracer, ValueType,
     Verdict, WatchSpec,
@@ -215,14 +215,15 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
             )))
         }
         (Via::Ptrace, _) | (Via::Auto, true) => None,
-        // A static program ignores LD_PRELOAD (and one for another machine cannot load it):
-        // decided before it starts, so that it does not inherit the agent's descriptors and
-        // variables.
-        (via, false) if agent_cannot_load(&args.cmd[0]) => {
+        // A static or setuid program ignores LD_PRELOAD, one for another machine cannot load
+        // it, a Go runtime would replace its handler: decided before it starts, so that it
+        // does not inherit the agent's descriptors and variables.
+        (via, false) if agent_unsuitable(&args.cmd[0]).is_some() => {
+            let why = agent_unsuitable(&args.cmd[0]);
             if via == Via::Agent {
-                return Err(agent_not_loaded(&args.cmd[0]));
+                return Err(agent_refused(&args.cmd[0], why));
             }
-            messages::note(&fallback_note(&args.cmd[0]));
+            messages::note(&fallback_note(&args.cmd[0], why));
             None
         }
         (Via::Agent | Via::Auto, false) => match AgentLaunch::new() {
@@ -248,9 +249,11 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let types: Vec<ValueType> = specs.iter().map(|s| s.ty).collect();
     let agent = match agent {
         Some(a) if a.loaded(pid.get()) => Some(a),
-        Some(_) if args.stop.stop_via == Via::Agent => return Err(agent_not_loaded(&args.cmd[0])),
+        Some(_) if args.stop.stop_via == Via::Agent => {
+            return Err(agent_refused(&args.cmd[0], None))
+        }
         Some(_) => {
-            messages::note(&fallback_note(&args.cmd[0]));
+            messages::note(&fallback_note(&args.cmd[0], None));
             None
         }
         None => None,
@@ -320,29 +323,43 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::from(u8::try_from(status).unwrap_or(255)))
 }
 
-/// Whether the agent cannot load into `program` (as `run` starts it: a `PATH` lookup without a
-/// `/`), from its ELF header: statically linked, or for another machine.
-fn agent_cannot_load(program: &std::ffi::OsStr) -> bool {
+/// Why the agent cannot be used for `program` (as `run` starts it: a `PATH` lookup without a
+/// `/`), from its file: statically linked, setuid, another machine, a Go program.
+fn agent_unsuitable(program: &std::ffi::OsStr) -> Option<Unsuitable> {
     program
         .to_str()
         .and_then(ptrace::resolve_program)
-        .is_some_and(|p| hwbp::ptrace::agent::cannot_load_into(&p))
+        .and_then(|p| hwbp::ptrace::agent::unsuitable(&p))
 }
 
-fn agent_not_loaded(program: &std::ffi::OsStr) -> Failure {
-    Failure::refused(anyhow!(
-        "--stop-via agent: the agent did not load into '{}' (a statically linked or setuid \
-         program, or a libc that ignores LD_PRELOAD); use --stop-via ptrace",
-        program.to_string_lossy()
-    ))
+/// `--stop-via agent` for a program the agent cannot serve; `why` when known from its file.
+fn agent_refused(program: &std::ffi::OsStr, why: Option<Unsuitable>) -> Failure {
+    let program = program.to_string_lossy();
+    Failure::refused(match why {
+        Some(why) => anyhow!(
+            "--stop-via agent: the agent cannot be used for '{program}' ({why}); use \
+             --stop-via ptrace"
+        ),
+        None => anyhow!(
+            "--stop-via agent: the agent did not load into '{program}' (a libc that ignores \
+             LD_PRELOAD?); use --stop-via ptrace"
+        ),
+    })
 }
 
-fn fallback_note(program: &std::ffi::OsStr) -> String {
-    format!(
-        "the in-process agent did not load into '{}' (statically linked or setuid?); stopping \
-         through ptrace, which costs more per hit",
-        program.to_string_lossy()
-    )
+/// The note when `auto` falls back to ptrace; `why` when known from the program's file.
+fn fallback_note(program: &std::ffi::OsStr, why: Option<Unsuitable>) -> String {
+    let program = program.to_string_lossy();
+    match why {
+        Some(why) => format!(
+            "the in-process agent cannot be used for '{program}' ({why}); stopping through \
+             ptrace, which costs more per hit"
+        ),
+        None => format!(
+            "the in-process agent did not load into '{program}' (a libc that ignores \
+             LD_PRELOAD?); stopping through ptrace, which costs more per hit"
+        ),
+    }
 }
 
 /// What stops the program at a hit.

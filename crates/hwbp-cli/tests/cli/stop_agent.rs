@@ -405,7 +405,7 @@ fn a_static_program_falls_back_to_ptrace_and_stop_via_agent_refuses_it() {
     assert_eq!(
         o.stderr,
         format!(
-            "hwbp: the in-process agent did not load into '{}' (statically linked or setuid?); \
+            "hwbp: the in-process agent cannot be used for '{}' (it is statically linked); \
              stopping through ptrace, which costs more per hit\n",
             exe.display()
         )
@@ -450,8 +450,8 @@ fn a_static_program_falls_back_to_ptrace_and_stop_via_agent_refuses_it() {
             2,
             "",
             format!(
-                "hwbp: --stop-via agent: the agent did not load into '{}' (a statically linked \
-                 or setuid program, or a libc that ignores LD_PRELOAD); use --stop-via ptrace\n",
+                "hwbp: --stop-via agent: the agent cannot be used for '{}' (it is statically \
+                 linked); use --stop-via ptrace\n",
                 exe.display()
             )
             .as_str()
@@ -489,8 +489,8 @@ fn a_setuid_program_falls_back_to_ptrace_and_sees_nothing_of_the_agent() {
     assert_eq!(
         o.stderr,
         format!(
-            "hwbp: the in-process agent did not load into '{}' (statically linked or setuid?); \
-             stopping through ptrace, which costs more per hit\n",
+            "hwbp: the in-process agent cannot be used for '{}' (it is set-user-ID or \
+             set-group-ID); stopping through ptrace, which costs more per hit\n",
             exe.display()
         )
     );
@@ -512,8 +512,12 @@ fn a_setuid_program_falls_back_to_ptrace_and_sees_nothing_of_the_agent() {
     ]);
     assert_eq!((status, stdout.as_str()), (2, ""));
     assert!(
-        stderr.starts_with("hwbp: --stop-via agent: the agent did not load into ")
-            && stderr.lines().count() == 1,
+        stderr
+            == format!(
+                "hwbp: --stop-via agent: the agent cannot be used for '{}' (it is set-user-ID \
+                 or set-group-ID); use --stop-via ptrace\n",
+                exe.display()
+            ),
         "{stderr}"
     );
     assert_eq!(running(exe), 0, "no program left running or stopped");
@@ -768,3 +772,65 @@ fn agent_regs_name_every_register_and_show_the_store() {
 
 #[path = "stop_agent_signals.rs"]
 mod signals;
+
+/// A Go program's runtime sets SIGTRAP's handler with raw `rt_sigaction` calls, which the
+/// agent cannot see: hwbp recognizes Go binaries (a `.go.buildinfo` section; this fixture
+/// fakes one) and stops them through ptrace, saying why; `--stop-via agent` refuses.
+#[test]
+fn a_go_program_is_stopped_through_ptrace_and_the_note_says_why() {
+    let exe = match build_stop_target("stop_target_fake_go", &["-DHWBP_FAKE_GO"]) {
+        Ok(p) => p,
+        Err(why) => {
+            skip_note!("SKIP: cannot build the fake Go fixture: {why}");
+            return;
+        }
+    };
+    let _hw = hw_shared();
+    let o = stop_json(
+        "agent-fake-go",
+        None,
+        &[],
+        "target",
+        &[exe_str(&exe), "seq", "40", "nowait"],
+        &[],
+    );
+    assert_eq!((o.status, o.via()), (0, "ptrace"), "{}", o.stderr);
+    assert_eq!(
+        o.stderr,
+        format!(
+            "hwbp: the in-process agent cannot be used for '{}' (it is a Go program, whose \
+             runtime takes SIGTRAP over with raw system calls); stopping through ptrace, which \
+             costs more per hit\n",
+            exe.display()
+        )
+    );
+    assert_eq!(o.stdout, format!("sum {} writes 40\n", seq_sum(40)));
+    assert_eq!(pairs(&o.hits()), seq_pairs(40));
+    assert_eq!(o.totals(), (Some(40), Some(40), Some(0)));
+    let (status, stdout, stderr) = run(&[
+        "run",
+        "--stop",
+        "--stop-via",
+        "agent",
+        "--watch",
+        "target",
+        "--",
+        exe_str(&exe),
+        "seq",
+        "5",
+        "nowait",
+    ]);
+    assert_eq!(
+        (status, stdout.as_str(), stderr),
+        (
+            2,
+            "",
+            format!(
+                "hwbp: --stop-via agent: the agent cannot be used for '{}' (it is a Go \
+                 program, whose runtime takes SIGTRAP over with raw system calls); use \
+                 --stop-via ptrace\n",
+                exe.display()
+            )
+        )
+    );
+}

@@ -49,13 +49,48 @@ pub fn available() -> bool {
     !sys::LIBRARY.is_empty()
 }
 
-/// Whether the agent cannot load into `program`, known from the file before it starts (so
-/// that it does not inherit the agent's descriptors and variables for nothing): a set-user-ID
+/// Why the agent is not used for a program, known from its file before it starts (so that
+/// it does not inherit the agent's descriptors and variables for nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unsuitable {
+    /// Set-user-ID or set-group-ID changing this process's real ids: a secure execution, the
+    /// loader ignores `LD_PRELOAD` paths.
+    SecureExecution,
+    /// No `PT_INTERP` program header: no dynamic loader to preload anything.
+    StaticallyLinked,
+    /// Another ELF class or machine than the agent's (x86-64); the loader would print an
+    /// error into the program's stderr.
+    ForeignMachine,
+    /// A Go program (a `.go.buildinfo` section): the Go runtime installs its own SIGTRAP
+    /// handler with raw `rt_sigaction` system calls, which the agent cannot see; the agent's
+    /// handler would be replaced and the first hit would crash the program.
+    GoRuntime,
+}
+
+impl std::fmt::Display for Unsuitable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unsuitable::SecureExecution => "it is set-user-ID or set-group-ID",
+            Unsuitable::StaticallyLinked => "it is statically linked",
+            Unsuitable::ForeignMachine => "it is not an x86-64 program",
+            Unsuitable::GoRuntime => {
+                "it is a Go program, whose runtime takes SIGTRAP over with raw system calls"
+            }
+        })
+    }
+}
+
+/// Whether the agent cannot be used for `program`: [`unsuitable`] says something.
+pub fn cannot_load_into(program: &std::path::Path) -> bool {
+    unsuitable(program).is_some()
+}
+
+/// Why the agent cannot be used for `program` ([`Unsuitable`]), from the file: a set-user-ID
 /// or set-group-ID program that changes this process's real ids (a secure execution: the
 /// loader ignores `LD_PRELOAD` paths), a statically linked program (no `PT_INTERP` program
 /// header: no dynamic loader), or one for another class or machine than the agent's (x86-64;
-/// the loader would print an error into the program's stderr). `false` when unknown (not an
-/// ELF file — a script —, unreadable).
+/// the loader would print an error into the program's stderr), or a Go program. `None` when
+/// unknown (not an ELF file — a script —, unreadable).
 ///
 /// ```text
 /// ELF header: e_ident[0..4] = \x7fELF, [4] EI_CLASS (2 = 64-bit), [5] EI_DATA (1 = LE);
@@ -63,40 +98,50 @@ pub fn available() -> bool {
 ///             e_phentsize u16 at 0x36, e_phnum u16 at 0x38
 /// program header: p_type u32 at 0 (PT_INTERP = 3)
 /// ```
-pub fn cannot_load_into(program: &std::path::Path) -> bool {
+pub fn unsuitable(program: &std::path::Path) -> Option<Unsuitable> {
     use std::os::unix::fs::FileExt;
     let Ok(file) = std::fs::File::open(program) else {
-        return false;
+        return None;
     };
     if secure_execution(&file) {
-        return true;
+        return Some(Unsuitable::SecureExecution);
     }
     let mut header = [0u8; 64];
     if file.read_exact_at(&mut header, 0).is_err() || header[..4] != *b"\x7fELF" {
-        return false;
+        return None;
     }
     let u16_at = |o: usize| u64::from(u16::from_le_bytes([header[o], header[o + 1]]));
     if header[4] != 2 || header[5] != 1 || u16_at(0x12) != 62 {
-        return true;
+        return Some(Unsuitable::ForeignMachine);
     }
     let phoff = u64::from_le_bytes(header[0x20..0x28].try_into().unwrap_or_default());
     let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
     if phentsize < 4 || phnum == 0 {
-        return false;
+        return None;
     }
     let mut p_type = [0u8; 4];
     for i in 0..phnum {
-        let Some(at) = phentsize.checked_mul(i).and_then(|o| o.checked_add(phoff)) else {
-            return false;
-        };
-        if file.read_exact_at(&mut p_type, at).is_err() {
-            return false;
-        }
+        let at = phentsize
+            .checked_mul(i)
+            .and_then(|o| o.checked_add(phoff))?;
+        file.read_exact_at(&mut p_type, at).ok()?;
         if u32::from_le_bytes(p_type) == 3 {
-            return false;
+            return go_program(file).then_some(Unsuitable::GoRuntime);
         }
     }
-    true
+    Some(Unsuitable::StaticallyLinked)
+}
+
+/// Whether the ELF file has a `.go.buildinfo` section (every Go binary since Go 1.13). Reads
+/// only the section headers and names, not the whole file.
+fn go_program(file: std::fs::File) -> bool {
+    use object::{Object, ObjectSection};
+    let cache = object::ReadCache::new(file);
+    let Ok(elf) = object::File::parse(&cache) else {
+        return false;
+    };
+    let found = elf.sections().any(|s| s.name() == Ok(".go.buildinfo"));
+    found
 }
 
 /// The agent's files for one program about to be started.
