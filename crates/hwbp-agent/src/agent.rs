@@ -39,7 +39,9 @@ const EFAULT: c_int = 14;
 const PAGE: u64 = 4096;
 const SYS_RT_SIGPROCMASK: c_long = 14;
 const SYS_KILL: c_long = 62;
+const SYS_PRCTL: c_long = 157;
 const SYS_ARCH_PRCTL: c_long = 158;
+const PR_GET_NAME: c_int = 16;
 const SYS_GETTID: c_long = 186;
 const SYS_FUTEX: c_long = 202;
 const SYS_TGKILL: c_long = 234;
@@ -409,9 +411,11 @@ unsafe fn record_hit(data: u64, uc: *mut c_void) {
         time_ns: (ts[0] as u64)
             .wrapping_mul(1_000_000_000)
             .wrapping_add(ts[1] as u64),
+        comm: [0; 16],
         bytes: [0; MAX_BYTES],
         regs: [0; REGS],
     };
+    syscall(SYS_PRCTL, PR_GET_NAME, out.comm.as_mut_ptr());
     // process_vm_readv on ourselves: a read through the kernel's mapping of the page, so a
     // read/write watch does not trap on it, and an unmapped byte is EFAULT, not SIGSEGV.
     let local = [out.bytes.as_mut_ptr() as usize, len];

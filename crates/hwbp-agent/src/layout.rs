@@ -21,7 +21,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64};
 /// "hwbpagt1".
 pub const MAGIC: u64 = u64::from_le_bytes(*b"hwbpagt1");
 /// Bumped whenever anything below changes.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Watches per session (x86 has four debug registers).
 pub const MAX_WATCHES: usize = 4;
 /// Largest watched region (four aligned 8-byte pieces).
@@ -142,6 +142,9 @@ pub struct Record {
     pub len: u32,
     /// `CLOCK_MONOTONIC` at the hit, in nanoseconds.
     pub time_ns: u64,
+    /// The thread's name at the hit (`PR_GET_NAME`, NUL-padded): the thread may be gone, or
+    /// the process re-exec'd, by the time hwbp reads the record.
+    pub comm: [u8; 16],
     /// The watched bytes, read in the handler right after the access.
     pub bytes: [u8; MAX_BYTES],
     /// The registers at the trap (`user_regs_struct` order); only `rip` unless [`FLAG_REGS`].

@@ -90,8 +90,8 @@ mod tests {
     #[test]
     fn the_shared_memory_fits_its_header_page_and_records_stay_aligned() {
         assert!(std::mem::size_of::<layout::Header>() <= layout::HEADER_BYTES);
-        assert_eq!(std::mem::size_of::<layout::Record>(), 272);
-        assert_eq!(layout::BYTES, 4096 + 4096 * 272);
+        assert_eq!(std::mem::size_of::<layout::Record>(), 288);
+        assert_eq!(layout::BYTES, 4096 + 4096 * 288);
         assert_eq!(layout::TAG >> 32, u64::from(u32::from_be_bytes(*b"hwbp")));
     }
 }

@@ -592,8 +592,20 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    fn thread_name(&mut self, tid: u32) -> Option<Arc<str>> {
+    /// The thread's name: the one recorded at the hit when the backend has it (the agent),
+    /// else `/proc/PID/task/TID/comm` (read once per thread).
+    fn thread_name(&mut self, tid: u32, at_hit: Option<&[u8; 16]>) -> Option<Arc<str>> {
         let (pid, process) = (self.pid, &self.process_name);
+        if let Some(raw) = at_hit {
+            let name = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
+            let cached = self.names.get(&tid).and_then(|n| n.as_deref());
+            if cached.is_some_and(|c| c.as_bytes() == name) {
+                return self.names[&tid].clone();
+            }
+            let fresh: Option<Arc<str>> = Some(String::from_utf8_lossy(name).into());
+            self.names.insert(tid, fresh.clone());
+            return fresh;
+        }
         self.names
             .entry(tid)
             .or_insert_with(|| comm(pid, Some(tid)).or_else(|| process.clone()))
@@ -621,7 +633,7 @@ impl StopHandler for Session<'_> {
             Some(ip) if ip != 0 => self.site(ip),
             _ => Arc::new(unknown_site(0)),
         };
-        let thread = self.thread_name(tid);
+        let thread = self.thread_name(tid, h.comm.as_ref());
         let hit = Hit {
             time_ns: h.time_ns.saturating_sub(t0),
             tid,

@@ -484,6 +484,7 @@ impl AgentSession {
                 seq: self.hits,
                 new_code,
                 time_ns: rec.time_ns,
+                comm: Some(rec.comm),
             };
             verdict = match handler.hit(&hit) {
                 Verdict::Break => Verdict::Detach,

@@ -178,6 +178,10 @@ pub struct Hit<'a> {
     /// When the access happened: `CLOCK_MONOTONIC` nanoseconds (the agent stamps the hit in
     /// its handler; the tracer at the stop).
     pub time_ns: u64,
+    /// The thread's name at the hit, NUL-padded (the agent reads it in its handler: the
+    /// thread may be gone, or the process re-exec'd, when the hit is handled); `None` from the
+    /// tracer, whose thread is stopped (read `/proc/PID/task/TID/comm`).
+    pub comm: Option<[u8; 16]>,
 }
 
 /// What to do after a reported hit.

@@ -682,6 +682,7 @@ impl Tracer {
                 seq: self.hits,
                 new_code: false,
                 time_ns: crate::sys::clock::monotonic_ns(),
+                comm: None,
             };
             verdict = handler.hit(&hit);
             if self.opts.all_stop && verdict == Verdict::Continue {
