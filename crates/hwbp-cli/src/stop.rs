@@ -289,7 +289,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         "use `hwbp run --stop` with the default agent (drop --stop-via ptrace): it never lets \
          the program block SIGTRAP"
     } else {
-        "the agent, which keeps SIGTRAP unblocked, did not load into this program: no remedy"
+        "the agent, which keeps SIGTRAP unblocked, is not used for this program (see the note \
+         above): no remedy"
     };
     let mut session = Session::new(
         (pid, backend.name()),
