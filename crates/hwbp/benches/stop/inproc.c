@@ -5,14 +5,16 @@
  *   empty  sample_period=1, sigtrap=1, a SA_SIGINFO handler that counts si_code == TRAP_PERF:
  *          the trap plus a signal delivery and sigreturn.
  *   agent  the same with the agent's handler work (crates/hwbp-agent/src/agent.rs,
- *          record_hit): gettid, clock_gettime, the futex lock's cmpxchg, process_vm_readv of the
- *          watched bytes from itself (getpid), `rip` from the ucontext, a 272-byte record
+ *          record_hit): gettid, clock_gettime, prctl(PR_GET_NAME), the futex lock's cmpxchg,
+ *          process_vm_readv of the watched bytes from itself (getpid), `rip` from the
+ *          ucontext, a 288-byte record
  *          written into a 4096-slot ring, head published; nobody consumes the ring.
  * Usage: inproc count|empty|agent N */
 #define _GNU_SOURCE
 #include <linux/hw_breakpoint.h>
 #include <linux/perf_event.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,11 +32,12 @@
 volatile long target;
 static volatile long hits;
 
-struct record { /* crates/hwbp-agent/src/layout.rs, Record: 272 bytes */
+struct record { /* crates/hwbp-agent/src/layout.rs, Record: 288 bytes */
     uint32_t tid;
     uint16_t watch, piece;
     uint32_t flags, len;
     uint64_t time_ns;
+    char comm[16];
     uint8_t bytes[32];
     uint64_t regs[27];
 };
@@ -57,6 +60,7 @@ static void on_agent(int sig, siginfo_t *si, void *ucv) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     out.time_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    prctl(PR_GET_NAME, out.comm);
     uint32_t free_ = 0;
     __atomic_compare_exchange_n(&lock, &free_, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
     out.len = 8;
