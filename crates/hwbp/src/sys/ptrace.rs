@@ -140,29 +140,9 @@ pub fn siginfo(tid: Tid) -> Result<SigInfo, Errno> {
 }
 
 /// Whether a queued (not yet delivered) signal of this thread's private queue is a perf
-/// `sigtrap` SIGTRAP (`PTRACE_PEEKSIGINFO`, up to 8 entries).
+/// `sigtrap` SIGTRAP ([`pending_perf_traps`]).
 pub fn pending_perf_trap(tid: Tid) -> Result<bool, Errno> {
-    let args = libc::ptrace_peeksiginfo_args {
-        off: 0,
-        flags: 0,
-        nr: 8,
-    };
-    let mut out = [MaybeUninit::<libc::siginfo_t>::zeroed(); 8];
-    // SAFETY: `addr` points to the args struct, `data` to room for `nr` siginfo_t records.
-    let r = unsafe {
-        libc::ptrace(
-            libc::PTRACE_PEEKSIGINFO,
-            tid.0,
-            &args as *const libc::ptrace_peeksiginfo_args,
-            out.as_mut_ptr(),
-        )
-    };
-    let n = check(r)? as usize;
-    Ok(out[..n.min(8)].iter().any(|s| {
-        // SAFETY: the kernel wrote the first `n` records; the rest stay zeroed.
-        let info = decode_siginfo(unsafe { s.assume_init_ref() });
-        info.signo == libc::SIGTRAP && info.code == TRAP_PERF
-    }))
+    pending_perf_traps(tid).map(|(n, _)| n > 0)
 }
 
 /// The perf `sigtrap` SIGTRAPs queued (not yet delivered) in this thread's private queue
