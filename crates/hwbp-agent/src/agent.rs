@@ -7,9 +7,10 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering::*};
 
 use crate::layout::{
-    Header, Record, WatchSlot, BYTES, FLAG_RANGES, FLAG_REGS, HEADER_BYTES, MAGIC, MAX_BYTES,
-    MAX_RANGES, MAX_WATCHES, REC_HWBP_READS, REC_SYNC, REC_UNREADABLE, REGS, RIP, SLOTS,
-    STATE_CLOSED, STATE_LOADED, STATE_NEW, TAG, VERSION, WATCH_WRITES_ONLY,
+    slots, total_bytes, Header, Record, WatchSlot, BYTES, FLAG_RANGES, FLAG_REGS, HEADER_BYTES,
+    MAGIC, MAX_BYTES, MAX_RANGES, MAX_STACK, MAX_WATCHES, RBP, REC_HWBP_READS, REC_SYNC,
+    REC_UNREADABLE, REGS, RIP, RSP, STATE_CLOSED, STATE_LOADED, STATE_NEW, TAG, VERSION,
+    WATCH_WRITES_ONLY,
 };
 
 const SIGTRAP: c_int = 5;
@@ -169,20 +170,45 @@ unsafe extern "C" fn init() {
         region_fd,
         0,
     );
+    if p == MAP_FAILED {
+        close(region_fd);
+        return;
+    }
+    let h = &*p.cast::<Header>();
+    // Only hwbp's own child takes the session (not a process that inherited the variables).
+    let stack = h.stack_bytes.load(Acquire) as usize;
+    let ours = h.magic.load(Acquire) == MAGIC
+        && h.version.load(Acquire) == VERSION
+        && h.consumer_pid.load(Acquire) == getppid() as u32
+        && h.state.load(Acquire) == STATE_NEW
+        && stack <= MAX_STACK
+        && stack.is_multiple_of(8);
+    if !ours {
+        munmap(p, BYTES);
+        close(region_fd);
+        return;
+    }
+    // With stack copies the memory is larger: map all of it (the header is at its start).
+    let size = total_bytes(stack);
+    let p = if size == BYTES {
+        p
+    } else {
+        let whole = mmap(
+            ptr::null_mut(),
+            size,
+            PROT_READ_WRITE,
+            MAP_SHARED,
+            region_fd,
+            0,
+        );
+        munmap(p, BYTES);
+        whole
+    };
     close(region_fd);
     if p == MAP_FAILED {
         return;
     }
     let h = &*p.cast::<Header>();
-    // Only hwbp's own child takes the session (not a process that inherited the variables).
-    let ours = h.magic.load(Acquire) == MAGIC
-        && h.version.load(Acquire) == VERSION
-        && h.consumer_pid.load(Acquire) == getppid() as u32
-        && h.state.load(Acquire) == STATE_NEW;
-    if !ours {
-        munmap(p, BYTES);
-        return;
-    }
     let act = SigAction {
         handler: on_sigtrap as InfoHandler as usize,
         mask: [0; 16],
@@ -191,7 +217,7 @@ unsafe extern "C" fn init() {
     };
     let mut old = EMPTY_ACTION;
     if real_sigaction(SIGTRAP, &act, &mut old) != 0 {
-        munmap(p, BYTES);
+        munmap(p, size);
         return;
     }
     set_user(&old);
@@ -389,15 +415,17 @@ unsafe fn record_hit(data: u64, uc: *mut c_void) {
     let tid = syscall(SYS_GETTID) as u32;
     let mut ts = [0i64; 2];
     clock_gettime(CLOCK_MONOTONIC, &mut ts);
+    let stack = (h.stack_bytes.load(Relaxed) as usize).min(MAX_STACK);
+    let slots = slots(stack);
     lock(h);
-    let free = || h.head.load(Relaxed).wrapping_sub(h.tail.load(SeqCst)) < SLOTS as u64;
+    let free = || h.head.load(Relaxed).wrapping_sub(h.tail.load(SeqCst)) < slots as u64;
     if !wait_for(h, free) {
         unlock(h);
         h.dropped.fetch_add(1, Relaxed);
         return;
     }
     let head = h.head.load(Relaxed);
-    let slot = (head % SLOTS as u64) as usize;
+    let slot = (head % slots as u64) as usize;
     let rec = h_records(h).add(slot);
     let w = &h.watches[watch];
     let addr = w.addr.load(Relaxed);
@@ -414,6 +442,8 @@ unsafe fn record_hit(data: u64, uc: *mut c_void) {
         comm: [0; 16],
         bytes: [0; MAX_BYTES],
         regs: [0; REGS],
+        stack_len: 0,
+        _pad: 0,
     };
     syscall(SYS_PRCTL, PR_GET_NAME, out.comm.as_mut_ptr());
     // process_vm_readv on ourselves: a read through the kernel's mapping of the page, so a
@@ -445,7 +475,16 @@ unsafe fn record_hit(data: u64, uc: *mut c_void) {
             }
         }
     }
-    fill_regs(&mut out.regs, uc, h.flags.load(Relaxed) & FLAG_REGS != 0);
+    fill_regs(
+        &mut out.regs,
+        uc,
+        h.flags.load(Relaxed) & FLAG_REGS != 0,
+        stack > 0,
+    );
+    if stack > 0 {
+        let copy = h_stacks(h).add(slot * stack);
+        out.stack_len = copy_stack(out.regs[RSP], copy, stack) as u32;
+    }
     let sync = !known_code(h, out.regs[RIP]);
     if sync {
         out.flags |= REC_SYNC;
@@ -471,13 +510,61 @@ unsafe fn h_records(h: &Header) -> *mut Record {
     (h as *const Header as *mut u8).add(HEADER_BYTES).cast()
 }
 
+/// The first stack copy (`stack` bytes per slot, after the records).
+unsafe fn h_stacks(h: &Header) -> *mut u8 {
+    (h as *const Header as *mut u8).add(BYTES)
+}
+
+/// Pages a stack copy may span ([`MAX_STACK`] from an unaligned `rsp`).
+const STACK_PAGES: usize = MAX_STACK / PAGE as usize + 1;
+
+/// Copies up to `len` bytes of this thread's stack from `sp` up into `to`; returns how many:
+/// the readable part (the copy ends where the mapping does). `process_vm_readv` on ourselves,
+/// one remote piece per page: a transfer stops at the first piece it cannot read, so what
+/// precedes it is copied. Async-signal-safe (one system call).
+unsafe fn copy_stack(sp: u64, to: *mut u8, len: usize) -> usize {
+    let mut remote = [[0usize; 2]; STACK_PAGES];
+    let mut n = 0;
+    let mut addr = sp as usize;
+    let end = match addr.checked_add(len) {
+        Some(e) => e,
+        None => return 0,
+    };
+    while addr < end && n < STACK_PAGES {
+        let page_end = (addr | (PAGE as usize - 1)).saturating_add(1).min(end);
+        remote[n] = [addr, page_end - addr];
+        n += 1;
+        addr = page_end;
+    }
+    let local = [to as usize, len];
+    let r = syscall(
+        SYS_PROCESS_VM_READV,
+        getpid(),
+        local.as_ptr(),
+        1usize,
+        remote.as_ptr(),
+        n,
+        0usize,
+    );
+    if r < 0 {
+        0
+    } else {
+        r as usize
+    }
+}
+
 /// The registers from the signal frame, in `user_regs_struct` order (what `PTRACE_GETREGS`
 /// returns at the same stop). `uc_mcontext` starts at byte 40 of the kernel's `ucontext`:
-/// r8..r15, rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp, rip, eflags, cs|gs|fs|ss.
-unsafe fn fill_regs(regs: &mut [u64; REGS], uc: *mut c_void, all: bool) {
+/// r8..r15, rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp, rip, eflags, cs|gs|fs|ss. Only `rip`
+/// unless `all`, and `rsp`, `rbp` with `stack` (what unwinding needs).
+unsafe fn fill_regs(regs: &mut [u64; REGS], uc: *mut c_void, all: bool, stack: bool) {
     let g = uc.cast::<u8>().add(40).cast::<u64>();
     let r = |i: usize| ptr::read(g.add(i));
     regs[RIP] = r(16);
+    if stack {
+        regs[RSP] = r(15);
+        regs[RBP] = r(10);
+    }
     if !all {
         return;
     }

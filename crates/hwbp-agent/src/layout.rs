@@ -4,8 +4,14 @@
 //!
 //! ```text
 //! offset 0     Header (one page): what to read at a hit, the lock and ring indices
-//! offset 4096  Record[SLOTS]: one per hit, written under the lock at `head % SLOTS`
+//! offset 4096  Record[SLOTS]: one per hit, written under the lock at `head % slots`
+//! offset BYTES  [u8; stack_bytes][STACK_SLOTS]: with stack copies only (`stack_bytes` > 0),
+//!               the top of the accessing thread's stack, one per ring slot
 //! ```
+//!
+//! `slots` (the ring's capacity, [`slots`]) is [`SLOTS`], or [`STACK_SLOTS`] when
+//! [`Header::stack_bytes`] is set: 512 × 8 KiB of stacks rather than 4096 × 8 KiB. hwbp sets
+//! `stack_bytes` when it creates the memory; the agent maps [`total_bytes`] of it.
 //!
 //! Protocol: hwbp creates the memory (a memfd) with `state = NEW` and `consumer_pid` set; the
 //! agent maps it in its constructor, installs its SIGTRAP handler and stores `agent_pid` and
@@ -21,7 +27,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64};
 /// "hwbpagt1".
 pub const MAGIC: u64 = u64::from_le_bytes(*b"hwbpagt1");
 /// Bumped whenever anything below changes.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// Watches per session (x86 has four debug registers).
 pub const MAX_WATCHES: usize = 4;
 /// Largest watched region (four aligned 8-byte pieces).
@@ -32,6 +38,14 @@ pub const SLOTS: usize = 4096;
 pub const REGS: usize = 27;
 /// Index of `rip` in [`Record::regs`].
 pub const RIP: usize = 16;
+/// Index of `rsp` in [`Record::regs`].
+pub const RSP: usize = 19;
+/// Index of `rbp` in [`Record::regs`].
+pub const RBP: usize = 4;
+/// Records in the ring when stacks are copied ([`Header::stack_bytes`] > 0).
+pub const STACK_SLOTS: usize = 512;
+/// Largest [`Header::stack_bytes`].
+pub const MAX_STACK: usize = 64 * 1024;
 /// Executable ranges in [`Header::ranges`].
 pub const MAX_RANGES: usize = 64;
 /// Size of the header page.
@@ -118,8 +132,9 @@ pub struct Header {
     pub foreign: AtomicU64,
     /// Ranges in use in `ranges`.
     pub nranges: AtomicU32,
-    /// Padding.
-    pub _pad2: AtomicU32,
+    /// Bytes of stack copied per hit from the accessing thread's `rsp` up (0: none; at most
+    /// [`MAX_STACK`]). Set by hwbp before the program starts; never changes.
+    pub stack_bytes: AtomicU32,
     /// The executable mappings hwbp knew when it last read the memory map: `[start, end)`.
     /// hwbp rewrites them while handlers may read them; a torn read only makes one hit
     /// synchronous that need not be, or one hit from new code asynchronous.
@@ -149,7 +164,32 @@ pub struct Record {
     pub bytes: [u8; MAX_BYTES],
     /// The registers at the trap (`user_regs_struct` order); only `rip` unless [`FLAG_REGS`].
     pub regs: [u64; REGS],
+    /// Bytes valid in this slot's stack copy (0 without stack copies, or if `rsp` was not
+    /// readable); `rsp` and `rbp` are in `regs` whenever stacks are copied.
+    pub stack_len: u32,
+    /// Padding.
+    pub _pad: u32,
+}
+
+/// The ring's capacity for `stack_bytes` ([`Header::stack_bytes`]).
+pub const fn slots(stack_bytes: usize) -> usize {
+    if stack_bytes == 0 {
+        SLOTS
+    } else {
+        STACK_SLOTS
+    }
+}
+
+/// Size of the whole shared memory for `stack_bytes` (records and stack copies).
+pub const fn total_bytes(stack_bytes: usize) -> usize {
+    if stack_bytes == 0 {
+        BYTES
+    } else {
+        BYTES + STACK_SLOTS * stack_bytes
+    }
 }
 
 const _: () = assert!(core::mem::size_of::<Header>() <= HEADER_BYTES);
 const _: () = assert!(core::mem::size_of::<Record>().is_multiple_of(8));
+// The stack area starts on a page: the agent may map it separately.
+const _: () = assert!(BYTES.is_multiple_of(4096));

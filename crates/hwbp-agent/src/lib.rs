@@ -90,8 +90,12 @@ mod tests {
     #[test]
     fn the_shared_memory_fits_its_header_page_and_records_stay_aligned() {
         assert!(std::mem::size_of::<layout::Header>() <= layout::HEADER_BYTES);
-        assert_eq!(std::mem::size_of::<layout::Record>(), 288);
-        assert_eq!(layout::BYTES, 4096 + 4096 * 288);
+        assert_eq!(std::mem::size_of::<layout::Record>(), 296);
+        assert_eq!(layout::BYTES, 4096 + 4096 * 296);
+        assert_eq!(layout::slots(0), 4096);
+        assert_eq!(layout::slots(8192), 512);
+        assert_eq!(layout::total_bytes(0), layout::BYTES);
+        assert_eq!(layout::total_bytes(8192), layout::BYTES + 512 * 8192);
         assert_eq!(layout::TAG >> 32, u64::from(u32::from_be_bytes(*b"hwbp")));
     }
 }

@@ -46,7 +46,7 @@ pub const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
 pub const MAX_QUEUED: u64 = 1 << 19;
 
 /// At most this many caller frames per hit.
-const MAX_FRAMES: usize = 128;
+pub(crate) const MAX_FRAMES: usize = 128;
 
 /// `PERF_CONTEXT_*` markers are the top 4095 values of u64.
 const PERF_CONTEXT_MAX: u64 = u64::MAX - 4094;

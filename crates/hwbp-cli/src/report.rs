@@ -169,8 +169,32 @@ pub fn hit_text(out: &mut String, hit: &Hit, watches: &[WatchInfo], cache: &mut 
         let _ = write!(out, " = {}", value_text(hit.value.as_deref(), w.signed));
     }
     let _ = writeln!(out, "  {}", cache.text(&hit.site));
+    backtrace_text(out, hit, cache);
+}
+
+/// A hit's backtrace frames as text, one indented line each (`#1 b (unwind.c:19)`), appended
+/// to `out`; nothing without frames. Shared with stop mode's hit lines.
+pub fn backtrace_text(out: &mut String, hit: &Hit, cache: &mut SiteCache) {
     for (i, s) in hit.backtrace.iter().enumerate() {
         let _ = writeln!(out, "{:>13}#{} {}", "", i + 1, cache.text(s));
+    }
+}
+
+/// A hit's `,"backtrace":[..]` (when it has frames) and `,"unwind":".."` (with
+/// `--backtrace`) JSON members, appended to `out`. Shared by `hwbp.hit/1` and `hwbp.hit/2`.
+pub fn backtrace_json(out: &mut String, hit: &Hit, cache: &mut SiteCache) {
+    if !hit.backtrace.is_empty() {
+        out.push_str(",\"backtrace\":[");
+        for (i, s) in hit.backtrace.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&cache.frame_json(s));
+        }
+        out.push(']');
+    }
+    if let Some(u) = hit.unwind {
+        let _ = write!(out, ",\"unwind\":\"{}\"", u.as_str());
     }
 }
 
@@ -234,19 +258,7 @@ pub fn hit_json(out: &mut String, hit: &Hit, watches: &[WatchInfo], cache: &mut 
         js(value_int),
         js(hit.changed),
     );
-    if !hit.backtrace.is_empty() {
-        out.push_str(",\"backtrace\":[");
-        for (i, s) in hit.backtrace.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(&cache.frame_json(s));
-        }
-        out.push(']');
-    }
-    if let Some(u) = hit.unwind {
-        let _ = write!(out, ",\"unwind\":\"{}\"", u.as_str());
-    }
+    backtrace_json(out, hit, cache);
     out.push_str("}\n");
 }
 

@@ -28,10 +28,12 @@ use hwbp::ptrace::{
 use hwbp::symbols::dwarf;
 use hwbp::symbols::maps::AddressSpace;
 use hwbp::symbols::symbolize::{Site, Symbolizer};
+use hwbp::symbols::unwind::Unwinder;
 use hwbp::sys::Pid;
 use hwbp_core::Access;
 
-use crate::hit::{unknown_site, Hit};
+use crate::drainer::MAX_FRAMES;
+use crate::hit::{unknown_site, Hit, UnwindMethod};
 use crate::messages::{self, Failure, Out};
 use crate::report::{self, SiteCache, Summary, Totals, WatchInfo};
 use crate::run::{self, AttachArgs, ReportArgs, RunArgs};
@@ -103,13 +105,7 @@ impl StopArgs {
 }
 
 /// What both subcommands check before touching any process.
-fn check_args(stop: &StopArgs, report: &ReportArgs) -> Result<Option<Expr>, Failure> {
-    if report.backtrace {
-        return Err(Failure::refused(anyhow!(
-            "--backtrace is not available with --stop (the call stack is not unwound at a \
-             stop); use --regs, or --break and `bt` in gdb"
-        )));
-    }
+fn check_args(stop: &StopArgs) -> Result<Option<Expr>, Failure> {
     stop.condition
         .as_deref()
         .map(|text| Expr::parse(text).map_err(|e| Failure::refused(anyhow!("--if '{text}': {e}"))))
@@ -204,7 +200,7 @@ fn requeue_early_signal() {
 
 /// Runs `hwbp run --stop`.
 pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
-    let condition = check_args(&args.stop, &args.report)?;
+    let condition = check_args(&args.stop)?;
     // The agent (docs/STOP_MODE.md): unless ptrace is asked for or --break needs it.
     let agent = match (args.stop.stop_via, args.stop.brk) {
         (Via::Agent, true) => {
@@ -226,7 +222,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
             messages::note(&fallback_note(&args.cmd[0], why));
             None
         }
-        (Via::Agent | Via::Auto, false) => match AgentLaunch::new() {
+        (Via::Agent | Via::Auto, false) => match AgentLaunch::with_stack(stack_bytes(&args.report))
+        {
             Ok(a) => Some(a),
             Err(e) if args.stop.stop_via == Via::Agent => {
                 return Err(Failure::refused(anyhow!(
@@ -262,7 +259,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let backend = match agent {
         Some(agent) => {
             let session = agent
-                .arm(pid.get(), specs, options(&args.stop))
+                .arm(pid.get(), specs, options(&args.stop, &args.report))
                 .map_err(|e| trace_failure(e, pid))?;
             stopped
                 .resume()
@@ -273,10 +270,11 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
             let pid = stopped
                 .detach_stopped()
                 .map_err(|e| Failure::failed(anyhow!("{e}")))?;
-            let tracer = Tracer::attach(pid.get(), specs, options(&args.stop)).map_err(|e| {
-                discard(pid);
-                trace_failure(e, pid)
-            })?;
+            let tracer = Tracer::attach(pid.get(), specs, options(&args.stop, &args.report))
+                .map_err(|e| {
+                    discard(pid);
+                    trace_failure(e, pid)
+                })?;
             kill(pid, libc::SIGCONT);
             Backend::Tracer(tracer)
         }
@@ -380,7 +378,7 @@ impl Backend {
 
 /// Runs `hwbp attach --stop`.
 pub fn attach(args: AttachArgs) -> Result<ExitCode, Failure> {
-    let condition = check_args(&args.stop, &args.report)?;
+    let condition = check_args(&args.stop)?;
     if args.stop.stop_via == Via::Agent {
         return Err(Failure::refused(anyhow!(
             "--stop-via agent works for programs hwbp starts (`hwbp run`): the agent is \
@@ -395,8 +393,8 @@ pub fn attach(args: AttachArgs) -> Result<ExitCode, Failure> {
     let specs = watch_specs(&typed, &condition, args.report.changed)?;
     let types: Vec<ValueType> = specs.iter().map(|s| s.ty).collect();
     let out = Out::to(args.report.output.as_deref())?;
-    let tracer =
-        Tracer::attach(pid.get(), specs, options(&args.stop)).map_err(|e| trace_failure(e, pid))?;
+    let tracer = Tracer::attach(pid.get(), specs, options(&args.stop, &args.report))
+        .map_err(|e| trace_failure(e, pid))?;
     let watches: Vec<WatchInfo> = typed.into_iter().map(|(w, _)| w).collect();
     messages::armed_note("watching", watches.len(), pid, Some("stop mode"));
     if let Some(d) = duration {
@@ -424,13 +422,24 @@ pub fn attach(args: AttachArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn options(stop: &StopArgs) -> StopOptions {
+fn options(stop: &StopArgs, report: &ReportArgs) -> StopOptions {
     StopOptions {
         // `rip` names the accessing instruction: always read, alone (one PTRACE_PEEKUSER)
         // unless `--regs` asks for all registers (PTRACE_GETREGS).
         regs: stop.regs,
         ip: true,
+        stack: stack_bytes(report),
         ..StopOptions::default()
+    }
+}
+
+/// `--backtrace`: the stack copied at each hit for DWARF unwinding, as non-stop mode's
+/// samples ([`run::USER_STACK_BYTES`]).
+fn stack_bytes(report: &ReportArgs) -> usize {
+    if report.backtrace {
+        run::USER_STACK_BYTES as usize
+    } else {
+        0
     }
 }
 
@@ -440,6 +449,9 @@ struct Session<'a> {
     watches: &'a [WatchInfo],
     types: Vec<ValueType>,
     symbolizer: Symbolizer,
+    /// `--backtrace`: the unwind tables of the modules mapped (rebuilt with the symbolizer's
+    /// map).
+    unwinder: Option<Unwinder>,
     cache: SiteCache,
     summary: Summary,
     out: Out,
@@ -496,11 +508,13 @@ impl<'a> Session<'a> {
             out.hit(&report::start_json(pid.get(), watches, Some(via)));
             out.flush();
         }
+        let unwinder = report.backtrace.then(|| Unwinder::new(symbolizer.space()));
         Ok(Session {
             pid,
             watches,
             types,
             symbolizer,
+            unwinder,
             cache: SiteCache::default(),
             summary: Summary::default(),
             out,
@@ -635,6 +649,7 @@ impl StopHandler for Session<'_> {
             _ => Arc::new(unknown_site(0)),
         };
         let thread = self.thread_name(tid, h.comm.as_ref());
+        let (backtrace, unwind) = self.callers(h);
         let hit = Hit {
             time_ns: h.time_ns.saturating_sub(t0),
             tid,
@@ -645,8 +660,8 @@ impl StopHandler for Session<'_> {
             site,
             value: Some(h.new.to_vec()),
             changed: Some(h.old != h.new),
-            backtrace: Vec::new(),
-            unwind: None,
+            backtrace,
+            unwind,
         };
         self.reported += 1;
         self.summary.add(&hit);
@@ -713,6 +728,17 @@ impl Session<'_> {
         site
     }
 
+    /// `--backtrace`: the callers of the hit, DWARF-unwound from its stack copy and
+    /// symbolized (each return address once, by the symbolizer), as non-stop mode does.
+    fn callers(&mut self, h: &StopHit<'_>) -> (Vec<Arc<Site>>, Option<UnwindMethod>) {
+        let (Some(u), Some(s)) = (self.unwinder.as_mut(), h.stack) else {
+            return (Vec::new(), None);
+        };
+        let frames = u.unwind([s.bp, s.sp, s.ip], s.bytes, MAX_FRAMES);
+        let sites = frames.iter().map(|&ra| self.symbolizer.site(ra)).collect();
+        (sites, Some(UnwindMethod::Dwarf))
+    }
+
     fn site_uncached(&mut self, ip: u64) -> Arc<Site> {
         let site = self.symbolizer.site(ip);
         if site.module.is_some() || self.last_refresh.is_some_and(|t| t.elapsed().as_secs() < 1) {
@@ -721,6 +747,9 @@ impl Session<'_> {
         self.last_refresh = Some(Instant::now());
         match AddressSpace::from_pid(self.pid.get() as u32) {
             Ok(space) => {
+                if self.unwinder.is_some() {
+                    self.unwinder = Some(Unwinder::new(&space));
+                }
                 self.symbolizer.set_space(space);
                 self.last_site = None;
                 self.cache = SiteCache::default();

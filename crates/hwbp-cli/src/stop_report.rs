@@ -9,7 +9,7 @@ use hwbp::ptrace::{Hit as StopHit, Regs, Value, ValueType};
 use serde_json::{json, Value as Json};
 
 use crate::hit::Hit;
-use crate::report::{value_text, SiteCache, WatchInfo};
+use crate::report::{backtrace_json, backtrace_text, value_text, SiteCache, WatchInfo};
 
 /// The JSON schema id of stop-mode hit records (exact `old`/`new`, `regs`).
 pub const STOP_HIT_SCHEMA: &str = "hwbp.hit/2";
@@ -75,7 +75,8 @@ fn hex(bytes: &[u8]) -> String {
 
 /// One hit as text, appended to `out`:
 /// `   0.000012    4242 stop_target     w  target = -93 -> -86  seq (stop_target.c:44)`,
-/// then `condition error: ...` if the condition could not be evaluated, then with `regs` one
+/// then `condition error: ...` if the condition could not be evaluated, then with
+/// `--backtrace` one indented line per caller (as in non-stop mode), then with `regs` one
 /// indented line of registers.
 #[allow(clippy::too_many_arguments)]
 pub fn hit_text(
@@ -104,6 +105,7 @@ pub fn hit_text(
         let _ = write!(out, "  [--if: {e}]");
     }
     out.push('\n');
+    backtrace_text(out, hit, cache);
     if let Some(r) = regs {
         out.push_str("             ");
         for (i, name) in SHOWN.iter().enumerate() {
@@ -116,7 +118,8 @@ pub fn hit_text(
     }
 }
 
-/// One hit as a `hwbp.hit/2` JSON Lines record, newline included, appended to `out`.
+/// One hit as a `hwbp.hit/2` JSON Lines record, newline included, appended to `out`; with
+/// `--backtrace` it ends with `backtrace` and `unwind`, as `hwbp.hit/1` does.
 #[allow(clippy::too_many_arguments)]
 pub fn hit_json(
     out: &mut String,
@@ -137,12 +140,12 @@ pub fn hit_json(
                 .collect(),
         )
     });
-    let _ = writeln!(
+    let _ = write!(
         out,
         "{{\"schema\":\"{STOP_HIT_SCHEMA}\",\"time_ns\":{},\"tid\":{},\"thread\":{},\"cpu\":null,\
          \"watch\":{},\"label\":{},\"access\":\"{}\",{},\"type\":\"{}\",\"old\":\"{}\",\
          \"new\":\"{}\",\"old_text\":{},\"new_text\":{},\"old_int\":{},\"new_int\":{},\
-         \"changed\":{},\"condition_error\":{},\"seq\":{},\"regs\":{}}}",
+         \"changed\":{},\"condition_error\":{},\"seq\":{},\"regs\":{}",
         hit.time_ns,
         hit.tid,
         Json::from(hit.thread.as_deref()),
@@ -162,6 +165,8 @@ pub fn hit_json(
         stop.seq,
         regs,
     );
+    backtrace_json(out, hit, cache);
+    out.push_str("}\n");
 }
 
 /// The `hwbp.break/1` record, newline included.

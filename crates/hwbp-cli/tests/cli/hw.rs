@@ -277,36 +277,42 @@ pub fn check_record(v: &Value) {
             check_frames(&v["frames"]);
         }
         Some("hwbp.hit/2") => {
-            assert_eq!(
-                keys(v),
-                [
-                    "access",
-                    "changed",
-                    "condition_error",
-                    "cpu",
-                    "file",
-                    "frames",
-                    "function",
-                    "ip",
-                    "label",
-                    "line",
-                    "new",
-                    "new_int",
-                    "new_text",
-                    "old",
-                    "old_int",
-                    "old_text",
-                    "regs",
-                    "schema",
-                    "seq",
-                    "thread",
-                    "tid",
-                    "time_ns",
-                    "type",
-                    "watch"
-                ],
-                "{v}"
-            );
+            let mut want = vec![
+                "access",
+                "changed",
+                "condition_error",
+                "cpu",
+                "file",
+                "frames",
+                "function",
+                "ip",
+                "label",
+                "line",
+                "new",
+                "new_int",
+                "new_text",
+                "old",
+                "old_int",
+                "old_text",
+                "regs",
+                "schema",
+                "seq",
+                "thread",
+                "tid",
+                "time_ns",
+                "type",
+                "watch",
+            ];
+            // With --backtrace, as in hwbp.hit/1 (stop mode always unwinds with DWARF).
+            if v.get("backtrace").is_some() {
+                want.push("backtrace");
+            }
+            if let Some(u) = v.get("unwind") {
+                assert_eq!(u, "dwarf", "{v}");
+                want.push("unwind");
+            }
+            want.sort_unstable();
+            assert_eq!(keys(v), want, "{v}");
             assert!(v["time_ns"].is_u64() && v["tid"].is_u64() && v["watch"].is_u64());
             assert!(v["cpu"].is_null() && is_hex(&v["ip"]) && v["seq"].is_u64());
             assert!(opt(&v["thread"], Value::is_string) && v["label"].is_string());

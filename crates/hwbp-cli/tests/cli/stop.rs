@@ -559,7 +559,7 @@ fn errors_are_one_line_exit_2_and_leave_nothing_behind() {
     let exe = &private_copy(exe, "stop_target_errors");
     let _hw = hw_shared();
     let e = exe_str(exe);
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 5] = [
         (
             &[
                 "run", "--if", "new < 0", "--watch", "target", "--", e, "seq", "1", "nowait",
@@ -582,22 +582,6 @@ fn errors_are_one_line_exit_2_and_leave_nothing_behind() {
             "hwbp: --if 'new <': condition: at column 6: expected a value (new, old, a number, \
              true, false or '('), found end of input (operands are new, old and literals; e.g. \
              'new != old && new < 0')\n",
-        ),
-        (
-            &[
-                "run",
-                "--stop",
-                "--backtrace",
-                "--watch",
-                "target",
-                "--",
-                e,
-                "seq",
-                "1",
-                "nowait",
-            ],
-            "hwbp: --backtrace is not available with --stop (the call stack is not unwound at \
-             a stop); use --regs, or --break and `bt` in gdb\n",
         ),
         (
             &["attach", "--stop", "-p", "999999999", "--watch", "target"],

@@ -7,7 +7,7 @@
  *   agent  the same with the agent's handler work (crates/hwbp-agent/src/agent.rs,
  *          record_hit): gettid, clock_gettime, prctl(PR_GET_NAME), the futex lock's cmpxchg,
  *          process_vm_readv of the watched bytes from itself (getpid), `rip` from the
- *          ucontext, a 288-byte record
+ *          ucontext, a 296-byte record
  *          written into a 4096-slot ring, head published; nobody consumes the ring.
  * Usage: inproc count|empty|agent N */
 #define _GNU_SOURCE
@@ -32,7 +32,7 @@
 volatile long target;
 static volatile long hits;
 
-struct record { /* crates/hwbp-agent/src/layout.rs, Record: 288 bytes */
+struct record { /* crates/hwbp-agent/src/layout.rs, Record: 296 bytes */
     uint32_t tid;
     uint16_t watch, piece;
     uint32_t flags, len;
@@ -40,6 +40,7 @@ struct record { /* crates/hwbp-agent/src/layout.rs, Record: 288 bytes */
     char comm[16];
     uint8_t bytes[32];
     uint64_t regs[27];
+    uint32_t stack_len, pad;
 };
 static struct record ring[4096];
 static uint64_t head;

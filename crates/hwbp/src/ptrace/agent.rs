@@ -35,8 +35,9 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use std::time::Duration;
 
 use super::tracer::{plan_all, task_ids};
-use super::{judge, Hit, Judged, Regs, RunEnd, StopHandler, StopOptions, TraceError, Verdict};
+use super::{judge, Hit, Judged, Regs, RunEnd, StackCopy, StopHandler, StopOptions};
 use super::{Errno, Tid, WatchSpec};
+use super::{TraceError, Verdict};
 use crate::launch::Extra;
 use crate::sys::agent::{self as sys, SharedRing};
 use crate::sys::agent_layout as layout;
@@ -152,13 +153,22 @@ pub struct AgentLaunch {
 
 impl AgentLaunch {
     /// Creates the agent library file and the shared ring (both memfds, close-on-exec here;
-    /// only the started program inherits them).
+    /// only the started program inherits them). No stack copies.
     pub fn new() -> Result<AgentLaunch, Errno> {
+        AgentLaunch::with_stack(0)
+    }
+
+    /// [`AgentLaunch::new`], with `stack` bytes of the accessing thread's stack copied at each
+    /// hit (from `rsp` up, the readable part) into [`Hit::stack`] (0: none; a multiple of 8,
+    /// at most 64 KiB, else `EINVAL`). The ring then holds 512 records rather than 4096. It
+    /// is fixed here, before the program starts: [`StopOptions::stack`] is not used by the
+    /// agent.
+    pub fn with_stack(stack: usize) -> Result<AgentLaunch, Errno> {
         if !available() {
             return Err(Errno::EOPNOTSUPP);
         }
         let library = sys::library_file(sys::LIBRARY)?;
-        let ring = SharedRing::create()?;
+        let ring = SharedRing::create(stack)?;
         let h = ring.header();
         h.consumer_pid.store(Pid::current().get() as u32, Relaxed);
         h.version.store(layout::VERSION, Relaxed);
@@ -229,6 +239,7 @@ impl AgentLaunch {
             opts,
             hits: 0,
             released: false,
+            stack: Vec::new(),
         };
         let h = session.ring.header();
         for (slot, w) in h.watches.iter().zip(&watches) {
@@ -303,6 +314,8 @@ pub struct AgentSession {
     opts: StopOptions,
     hits: u64,
     released: bool,
+    /// The stack copy of the record being handled.
+    stack: Vec<u8>,
 }
 
 /// The poll interval right after records were found, and the longest one when idle (a
@@ -342,7 +355,8 @@ impl AgentSession {
         loop {
             // At most one ringful per round: a program that hits faster than the handler
             // keeps the ring from ever emptying, and the signals must still be looked at.
-            let (n, verdict) = self.drain(handler, layout::SLOTS as u64);
+            let slots = self.ring.slots() as u64;
+            let (n, verdict) = self.drain(handler, slots);
             if verdict != Verdict::Continue {
                 self.release();
                 return Ok(RunEnd::Detached);
@@ -367,11 +381,7 @@ impl AgentSession {
                 (sleep * 2).min(POLL_MAX)
             };
             // A full round: more records are likely waiting; only poll the signals.
-            let timeout = if n >= layout::SLOTS as u64 {
-                Duration::ZERO
-            } else {
-                sleep
-            };
+            let timeout = if n >= slots { Duration::ZERO } else { sleep };
             match sys::wait_signal_for(&signals, timeout) {
                 Ok(None | Some(libc::SIGCHLD)) => {}
                 Ok(Some(signal)) => {
@@ -396,6 +406,9 @@ impl AgentSession {
                 return (n, Verdict::Continue);
             }
             let mut rec = self.ring.record(tail);
+            // Copied out before the slot is released (asynchronous records: right below).
+            self.ring
+                .stack(tail, rec.stack_len as usize, &mut self.stack);
             let sync = rec.flags & layout::REC_SYNC != 0;
             let reads = rec.flags & layout::REC_HWBP_READS != 0;
             let verdict = if sync || reads {
@@ -470,6 +483,12 @@ impl AgentSession {
         {
             let regs = self.opts.regs.then_some(Regs { values: rec.regs });
             let ip = (self.opts.ip || self.opts.regs).then_some(rec.regs[layout::RIP]);
+            let stack = (self.ring.stack_bytes() > 0).then_some(StackCopy {
+                ip: rec.regs[layout::RIP],
+                sp: rec.regs[layout::RSP],
+                bp: rec.regs[layout::RBP],
+                bytes: &self.stack,
+            });
             let hit = Hit {
                 tid: Tid(rec.tid as i32),
                 watch: wi,
@@ -485,6 +504,7 @@ impl AgentSession {
                 new_code,
                 time_ns: rec.time_ns,
                 comm: Some(rec.comm),
+                stack,
             };
             verdict = match handler.hit(&hit) {
                 Verdict::Break => Verdict::Detach,

@@ -102,6 +102,11 @@ pub struct StopOptions {
     /// For spawned targets: `PTRACE_O_EXITKILL` (the target dies with hwbp). Off by default:
     /// the watches die with hwbp anyway, so the target can finish (docs/STOP_MODE.md).
     pub kill_on_tracer_death: bool,
+    /// Copy this many bytes of the accessing thread's stack (from `rsp` up, fewer where the
+    /// mapping ends) at each reported hit, with `rip`, `rsp`, `rbp`, into [`Hit::stack`]: what
+    /// a DWARF unwinder needs for the call stack (`--backtrace`). 0: off. At most 64 KiB, a
+    /// multiple of 8, for the agent.
+    pub stack: usize,
 }
 
 impl Default for StopOptions {
@@ -111,6 +116,7 @@ impl Default for StopOptions {
             ip: false,
             all_stop: true,
             kill_on_tracer_death: false,
+            stack: 0,
         }
     }
 }
@@ -143,6 +149,20 @@ impl Regs {
     pub fn ip(&self) -> u64 {
         self.values[16]
     }
+}
+
+/// A copy of the top of the accessing thread's stack at a hit ([`StopOptions::stack`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackCopy<'a> {
+    /// `rip` (the instruction after the access).
+    pub ip: u64,
+    /// `rsp`: the address of `bytes[0]`.
+    pub sp: u64,
+    /// `rbp`.
+    pub bp: u64,
+    /// The stack from `sp` up: [`StopOptions::stack`] bytes, or fewer where the stack's
+    /// mapping ends (empty if `sp` was not readable).
+    pub bytes: &'a [u8],
 }
 
 /// One reported hit.
@@ -182,6 +202,8 @@ pub struct Hit<'a> {
     /// thread may be gone, or the process re-exec'd, when the hit is handled); `None` from the
     /// tracer, whose thread is stopped (read `/proc/PID/task/TID/comm`).
     pub comm: Option<[u8; 16]>,
+    /// The registers and stack an unwinder needs, when [`StopOptions::stack`] is set.
+    pub stack: Option<StackCopy<'a>>,
 }
 
 /// What to do after a reported hit.

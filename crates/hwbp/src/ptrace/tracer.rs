@@ -21,8 +21,8 @@ use hwbp_core::arch::{Arch, Chunk};
 use hwbp_core::spec::{Privilege, Spec};
 
 use super::{
-    judge, ExecVerdict, Hit, Judged, Regs, RunEnd, StopHandler, StopOptions, ThreadEvent,
-    TraceError, Verdict, WatchSpec,
+    judge, ExecVerdict, Hit, Judged, Regs, RunEnd, StackCopy, StopHandler, StopOptions,
+    ThreadEvent, TraceError, Verdict, WatchSpec,
 };
 use crate::sys::ptrace as sys;
 use crate::sys::ptrace::{Errno, Tid, WaitStatus};
@@ -88,6 +88,8 @@ pub struct Tracer {
     /// already lived and died (the parent was preempted between creating it and its event
     /// stop); such a thread must not be recorded as running. Reused ids leave the set.
     reaped: HashSet<Tid>,
+    /// The stack copy of the hit being reported ([`StopOptions::stack`]).
+    stack: Vec<u8>,
     /// ptrace requests only work from the thread that attached: not `Send`, not `Sync`.
     _same_thread: std::marker::PhantomData<*const ()>,
 }
@@ -166,6 +168,7 @@ impl Tracer {
             not_stopped: 0,
             maybe_pending: true,
             reaped: HashSet::new(),
+            stack: Vec::new(),
             _same_thread: std::marker::PhantomData,
         }
     }
@@ -667,6 +670,25 @@ impl Tracer {
                 None if self.opts.ip => sys::peek_ip(tid).ok(),
                 None => None,
             };
+            // The thread is stopped: its stack is what it was at the access.
+            let sp_bp_ip = if self.opts.stack == 0 {
+                None
+            } else if let Some(r) = regs {
+                Some((r.values[19], r.values[4], r.ip()))
+            } else {
+                sys::regs(tid).ok().map(|r| (r.rsp, r.rbp, r.rip))
+            };
+            if let Some((sp, _, _)) = sp_bp_ip {
+                self.stack.resize(self.opts.stack, 0);
+                let n = sys::read_memory_prefix(tid, sp, &mut self.stack);
+                self.stack.truncate(n);
+            }
+            let stack = sp_bp_ip.map(|(sp, bp, ip)| StackCopy {
+                ip,
+                sp,
+                bp,
+                bytes: &self.stack,
+            });
             let w = &self.watches[wi];
             let hit = Hit {
                 tid,
@@ -683,6 +705,7 @@ impl Tracer {
                 new_code: false,
                 time_ns: crate::sys::clock::monotonic_ns(),
                 comm: None,
+                stack,
             };
             verdict = handler.hit(&hit);
             if self.opts.all_stop && verdict == Verdict::Continue {

@@ -10,7 +10,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
-use super::agent_layout::{Header, Record, BYTES, HEADER_BYTES, SLOTS};
+use super::agent_layout::{slots, total_bytes, Header, Record, BYTES, HEADER_BYTES, MAX_STACK};
 use super::ptrace::check;
 use super::Errno;
 
@@ -41,10 +41,12 @@ pub fn library_file(bytes: &[u8]) -> Result<OwnedFd, Errno> {
     Ok(fd)
 }
 
-/// The shared ring: a memfd of [`BYTES`], mapped here; the program maps the same file.
+/// The shared ring: a memfd of [`total_bytes`], mapped here; the program maps the same file.
 pub struct SharedRing {
     fd: OwnedFd,
     base: NonNull<u8>,
+    /// Bytes of stack copied per hit (`Header::stack_bytes`).
+    stack: usize,
 }
 
 // SAFETY: the mapping is plain shared memory accessed through atomics and volatile copies;
@@ -52,16 +54,21 @@ pub struct SharedRing {
 unsafe impl Send for SharedRing {}
 
 impl SharedRing {
-    /// Creates and maps it, zero-filled.
-    pub fn create() -> Result<SharedRing, Errno> {
+    /// Creates and maps it, zero-filled, with room for `stack` bytes of stack per hit (0:
+    /// none; a multiple of 8, at most [`MAX_STACK`]) and `Header::stack_bytes` set.
+    pub fn create(stack: usize) -> Result<SharedRing, Errno> {
+        if stack > MAX_STACK || !stack.is_multiple_of(8) {
+            return Err(Errno::EINVAL);
+        }
         let fd = memfd(c"hwbp-agent-ring")?;
+        let size = total_bytes(stack);
         // SAFETY: plain syscall on our fd.
-        check(unsafe { libc::ftruncate(fd.as_raw_fd(), BYTES as libc::off_t) }.into())?;
-        // SAFETY: a fresh shared mapping of a file of BYTES bytes; unmapped in Drop.
+        check(unsafe { libc::ftruncate(fd.as_raw_fd(), size as libc::off_t) }.into())?;
+        // SAFETY: a fresh shared mapping of a file of `size` bytes; unmapped in Drop.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                BYTES,
+                size,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
                 fd.as_raw_fd(),
@@ -72,7 +79,39 @@ impl SharedRing {
             return Err(Errno::last());
         }
         let base = NonNull::new(p.cast::<u8>()).ok_or(Errno::EINVAL)?;
-        Ok(SharedRing { fd, base })
+        let ring = SharedRing { fd, base, stack };
+        ring.header()
+            .stack_bytes
+            .store(stack as u32, std::sync::atomic::Ordering::Relaxed);
+        Ok(ring)
+    }
+
+    /// Records the ring holds.
+    pub fn slots(&self) -> usize {
+        slots(self.stack)
+    }
+
+    /// Bytes of stack copied per hit (0: none).
+    pub fn stack_bytes(&self) -> usize {
+        self.stack
+    }
+
+    /// Copies the first `len` bytes (at most the copy's size) of record `index`'s stack copy
+    /// into `out` (cleared first). Same contract as [`SharedRing::record`].
+    pub fn stack(&self, index: u64, len: usize, out: &mut Vec<u8>) {
+        out.clear();
+        if self.stack == 0 {
+            return;
+        }
+        let slot = (index % self.slots() as u64) as usize;
+        let len = len.min(self.stack);
+        // SAFETY: the slot's copy lies inside the mapping (`total_bytes`); the program wrote
+        // it before publishing the record (release store of `head`, acquired by the caller),
+        // and does not write it again before the caller releases the slot.
+        unsafe {
+            let p = self.base.as_ptr().add(BYTES + slot * self.stack);
+            out.extend_from_slice(std::slice::from_raw_parts(p, len));
+        }
     }
 
     /// The file, to hand to the program.
@@ -90,7 +129,7 @@ impl SharedRing {
     /// A copy of record `index` (modulo the ring size). The caller has seen `head > index`
     /// (acquire) and not yet released the slot (`tail`).
     pub fn record(&self, index: u64) -> Record {
-        let slot = (index % SLOTS as u64) as usize;
+        let slot = (index % self.slots() as u64) as usize;
         // SAFETY: the slot lies inside the mapping; a volatile copy, since the program wrote
         // it (published by its release store of `head`, which the caller acquired).
         unsafe {
@@ -108,7 +147,7 @@ impl SharedRing {
 impl Drop for SharedRing {
     fn drop(&mut self) {
         // SAFETY: unmapping our own mapping; no reference into it outlives `self`.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), BYTES) };
+        unsafe { libc::munmap(self.base.as_ptr().cast(), total_bytes(self.stack)) };
     }
 }
 

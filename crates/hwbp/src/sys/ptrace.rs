@@ -344,6 +344,43 @@ pub fn read_memory(tid: Tid, addr: u64, buf: &mut [u8]) -> Result<usize, Errno> 
     check(r as libc::c_long).map(|n| n as usize)
 }
 
+/// Reads up to `buf.len()` bytes at `addr` of `tid`'s memory, page by page in one
+/// `process_vm_readv` (a transfer ends at the first remote piece it cannot read): returns how
+/// many leading bytes were read — all, or those before the first unreadable page (0 on error).
+pub fn read_memory_prefix(tid: Tid, addr: u64, buf: &mut [u8]) -> usize {
+    const PAGE: u64 = 4096;
+    let Some(end) = addr.checked_add(buf.len() as u64) else {
+        return 0;
+    };
+    let mut remote = Vec::new();
+    let mut at = addr;
+    while at < end {
+        let next = (at | (PAGE - 1)).saturating_add(1).min(end);
+        remote.push(libc::iovec {
+            iov_base: at as *mut libc::c_void,
+            iov_len: (next - at) as usize,
+        });
+        at = next;
+    }
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: `local` describes `buf`, which is writable for its length; the remote pieces
+    // are only dereferenced by the kernel in the other process.
+    let r = unsafe {
+        libc::process_vm_readv(
+            tid.0,
+            &local,
+            1,
+            remote.as_ptr(),
+            remote.len() as libc::c_ulong,
+            0,
+        )
+    };
+    usize::try_from(r).unwrap_or(0)
+}
+
 /// A `waitpid` result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WaitStatus {
@@ -614,4 +651,44 @@ impl WaitStatus {
 /// `Ok(None)`: nothing to report.
 pub fn wait_job_change(pid: i32) -> Result<Option<WaitStatus>, Errno> {
     waitpid(pid, libc::WUNTRACED | libc::WCONTINUED | libc::WNOHANG)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_memory_prefix_keeps_the_readable_part_before_a_mapping_ends() {
+        // Two pages, the second made unreadable: a read across the boundary keeps the first.
+        // SAFETY: a fresh private anonymous mapping, only used here and unmapped at the end.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                8192,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED);
+        // SAFETY: the first page is ours and writable; the second is ours to protect.
+        unsafe {
+            std::ptr::write_bytes(base.cast::<u8>(), 0xa5, 4096);
+            assert_eq!(
+                libc::mprotect(base.cast::<u8>().add(4096).cast(), 4096, libc::PROT_NONE),
+                0
+            );
+        }
+        let me = Tid(std::process::id() as i32);
+        let addr = base as u64;
+        let mut buf = vec![0u8; 8192];
+        assert_eq!(read_memory_prefix(me, addr + 4000, &mut buf), 96);
+        assert!(buf[..96].iter().all(|&b| b == 0xa5));
+        assert_eq!(read_memory_prefix(me, addr, &mut buf[..4096]), 4096);
+        assert_eq!(read_memory_prefix(me, addr + 4096, &mut buf), 0);
+        assert_eq!(read_memory_prefix(me, u64::MAX - 8, &mut buf), 0);
+        // SAFETY: unmapping the mapping made above; nothing refers to it any more.
+        unsafe { libc::munmap(base, 8192) };
+    }
 }
