@@ -804,3 +804,6 @@ fn attach_counts_the_hits_of_a_thread_that_blocks_sigtrap_as_lost() {
 
 #[path = "stop_agent.rs"]
 mod agent;
+
+#[path = "stop_backtrace.rs"]
+mod backtrace;
