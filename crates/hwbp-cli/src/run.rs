@@ -51,7 +51,7 @@ pub struct ReportArgs {
     #[arg(long, value_name = "TID")]
     pub tid: Vec<u32>,
     /// Add the call stack of each hit (DWARF unwinding of the sampled stack; else the
-    /// kernel's frame-pointer callchain)
+    /// kernel's frame-pointer callchain; with --stop, of the stack copied at the stop)
     #[arg(long)]
     pub backtrace: bool,
     /// Write the hits as a Chrome/Perfetto trace (one track per thread) to FILE
