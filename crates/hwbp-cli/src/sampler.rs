@@ -88,7 +88,8 @@ pub struct SamplerOptions {
     /// Bytes of user stack to copy with each sample, with the user registers DWARF unwinding
     /// needs (`--backtrace` on x86-64); 0: none.
     pub user_stack: u32,
-    /// Each CPU's ring has `2^data_pages_log2` data pages.
+    /// Each CPU's ring has `2^data_pages_log2` data pages, or fewer where the locked-memory
+    /// limits allow less ([`Sampler::shrunk`]).
     pub data_pages_log2: u32,
 }
 
