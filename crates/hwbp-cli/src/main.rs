@@ -26,6 +26,7 @@ mod messages;
 mod plan;
 mod regs;
 mod report;
+mod ring_budget;
 mod run;
 mod sampler;
 mod session;

@@ -193,9 +193,14 @@ pub fn arm(pid: Pid, watches: &[WatchInfo], backtrace: bool) -> Result<Sampler, 
         data_pages_log2: defaults.data_pages_log2
             + if backtrace { BACKTRACE_RING_SHIFT } else { 0 },
     };
-    Sampler::arm(pid, &specs, &opts).map_err(|e| {
+    let sampler = Sampler::arm(pid, &specs, &opts).map_err(|e| {
         Failure::refused(anyhow!("{e}").context(format!("cannot arm the watches in pid {pid}")))
-    })
+    })?;
+    // Without CAP_IPC_LOCK the rings may be smaller (`crate::ring_budget`): say so once.
+    if let Some(shrunk) = sampler.shrunk() {
+        crate::messages::note(&shrunk.note(hwbp::sys::mmap::page_size() as u64));
+    }
+    Ok(sampler)
 }
 
 /// What to tell the user when another process's threads were armed while it ran, not held

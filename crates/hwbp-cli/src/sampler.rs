@@ -42,6 +42,11 @@
 //! ([`WAKEUP_FRACTION_LOG2`]), and the reader is a thread that does nothing but drain, so the
 //! other seven eighths only have to cover that thread's scheduling delay.
 //!
+//! Without `CAP_IPC_LOCK` the rings may be smaller than asked for (`crate::ring_budget`):
+//! sized from the locked-memory limits before the events are opened, then halved while the
+//! kernel still refuses a mapping (`EPERM`), down to [`MIN_DATA_PAGES_LOG2`]; every CPU's
+//! ring, late ones too, has the same size, and [`Sampler::shrunk`] says why.
+//!
 //! Not for: counting (use [`hwbp::Watch`], which is exact and cheaper).
 
 use std::collections::BTreeSet;
@@ -60,6 +65,8 @@ use hwbp::watch::Refresh;
 use hwbp::{target, Arming, Error, HotplugMonitor, LiveReason};
 use hwbp_core::arch::{Arch, Chunk, NativeArch};
 use hwbp_core::Spec;
+
+use crate::ring_budget::{self, Shrunk, MIN_DATA_PAGES_LOG2};
 
 /// `PERF_RECORD_COMM`.
 const PERF_RECORD_COMM: u32 = 3;
@@ -81,7 +88,8 @@ pub struct SamplerOptions {
     /// Bytes of user stack to copy with each sample, with the user registers DWARF unwinding
     /// needs (`--backtrace` on x86-64); 0: none.
     pub user_stack: u32,
-    /// Each CPU's ring has `2^data_pages_log2` data pages.
+    /// Each CPU's ring has `2^data_pages_log2` data pages, or fewer where the locked-memory
+    /// limits allow less ([`Sampler::shrunk`]).
     pub data_pages_log2: u32,
 }
 
@@ -161,6 +169,8 @@ pub struct Sampler {
     poll_fds: Vec<OwnedFd>,
     /// How the threads were armed: held still (exact) or live (with the reason).
     arming: Arming,
+    /// The rings are smaller than asked for, and why.
+    shrunk: Option<Shrunk>,
 }
 
 /// One decoded hit: which watch, and the sample.
@@ -203,16 +213,27 @@ impl Sampler {
         let cpus = target::possible_cpus()?;
         let format = Sampler::format(opts);
         let page = hwbp::sys::mmap::page_size() as u64;
+        // As big as asked for, or as the locked-memory limits allow for a ring per possible
+        // CPU (late CPUs get theirs later, of the same size).
+        let limits = hwbp::caps::LockLimits::read();
+        let rings = u64::try_from(cpus.len()).unwrap_or(u64::MAX);
+        let mut data_pages_log2 = ring_budget::fit_log2(
+            limits.budget_pages(page, hwbp::caps::pinned_kb()),
+            rings,
+            opts.data_pages_log2,
+            MIN_DATA_PAGES_LOG2,
+        );
         // Wake the reader once an eighth of the ring is used: the other seven eighths are the
-        // slack for its wake-up (see `WAKEUP_FRACTION_LOG2`).
-        let wakeup_bytes = (page << opts.data_pages_log2) >> WAKEUP_FRACTION_LOG2;
+        // slack for its wake-up (see `WAKEUP_FRACTION_LOG2`). (A ring halved further below
+        // wakes later: the kernel caps the watermark at the ring's size.)
+        let wakeup_bytes = (page << data_pages_log2) >> WAKEUP_FRACTION_LOG2;
         let mut s = Rings {
             rings: Vec::new(),
             events: Vec::new(),
             ids: Vec::new(),
             unknown_ids: 0,
             format,
-            data_pages_log2: opts.data_pages_log2,
+            data_pages_log2,
             late: BTreeSet::new(),
             failed: BTreeSet::new(),
             news: Vec::new(),
@@ -260,12 +281,24 @@ impl Sampler {
         s.ids.sort_unstable_by_key(|x| x.0);
         // Rings for the CPUs online now; the others are late (mapped by the monitor).
         let online = target::online_cpus()?;
-        for &cpu in &cpus {
-            if online.contains(&cpu) {
-                s.map_cpu(&sys, cpu)?;
-            } else {
-                s.late.insert(cpu);
+        s.late = cpus.difference(&online).copied().collect();
+        let now: Vec<Cpu> = cpus.intersection(&online).copied().collect();
+        // All rings at one size: on EPERM (locked memory) unmap them and try half the size.
+        loop {
+            s.data_pages_log2 = data_pages_log2;
+            match now.iter().try_for_each(|&cpu| s.map_ring(cpu)) {
+                Ok(()) => break,
+                Err(e)
+                    if e.errno() == Some(Errno::EPERM) && data_pages_log2 > MIN_DATA_PAGES_LOG2 =>
+                {
+                    s.rings.clear();
+                    data_pages_log2 -= 1;
+                }
+                Err(e) => return Err(e),
             }
+        }
+        for i in 0..s.rings.len() {
+            s.redirect(&sys, i)?;
         }
         for (fd, cpu) in &s.events {
             sys.ioctl(fd.as_fd(), Ioctl::Enable)
@@ -281,6 +314,11 @@ impl Sampler {
             shared,
             poll_fds: Vec::new(),
             arming,
+            shrunk: (data_pages_log2 < opts.data_pages_log2).then_some(Shrunk {
+                used: data_pages_log2,
+                wanted: opts.data_pages_log2,
+                limits,
+            }),
         };
         sampler.update_poll_fds();
         Ok(sampler)
@@ -290,6 +328,12 @@ impl Sampler {
     /// and why.
     pub fn arming(&self) -> Arming {
         self.arming
+    }
+
+    /// The rings are smaller than [`SamplerOptions::data_pages_log2`] asked for (locked-memory
+    /// limits), with the size used and the limits.
+    pub fn shrunk(&self) -> Option<Shrunk> {
+        self.shrunk
     }
 
     fn lock(&self) -> MutexGuard<'_, Rings> {
@@ -507,13 +551,18 @@ impl Rings {
     /// ring is kept once mapped, even if a redirect then fails (that event's hits are then
     /// counted by [`Sampler::unrecorded`] for a late CPU; arming drops everything).
     fn map_cpu(&mut self, sys: &RealSys, cpu: Cpu) -> Result<(), Error> {
-        let mut on_cpu = self
-            .events
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.1 == cpu)
-            .map(|(i, _)| i);
-        let Some(owner) = on_cpu.next() else {
+        let before = self.rings.len();
+        self.map_ring(cpu)?;
+        if self.rings.len() > before {
+            self.redirect(sys, before)?;
+        }
+        Ok(())
+    }
+
+    /// Maps the ring of `cpu` on its first event (`data_pages_log2` data pages), if it has
+    /// events.
+    fn map_ring(&mut self, cpu: Cpu) -> Result<(), Error> {
+        let Some(owner) = self.events.iter().position(|e| e.1 == cpu) else {
             return Ok(());
         };
         let ring = PerfRing::map(
@@ -523,9 +572,15 @@ impl Rings {
         )
         .map_err(|io| cpu_err(Op::Mmap, cpu, Errno(io.raw_os_error().unwrap_or(0))))?;
         self.rings.push(Ring { ring, owner, cpu });
+        Ok(())
+    }
+
+    /// Redirects the other events of ring `i`'s CPU into it.
+    fn redirect(&self, sys: &RealSys, i: usize) -> Result<(), Error> {
+        let Ring { owner, cpu, .. } = self.rings[i];
         let owner_fd = self.events[owner].0.as_fd();
-        for i in on_cpu {
-            sys.ioctl(self.events[i].0.as_fd(), Ioctl::SetOutput(Some(owner_fd)))
+        for (fd, _) in self.events[owner + 1..].iter().filter(|e| e.1 == cpu) {
+            sys.ioctl(fd.as_fd(), Ioctl::SetOutput(Some(owner_fd)))
                 .map_err(|errno| cpu_err(Op::SetOutput, cpu, errno))?;
         }
         Ok(())

@@ -698,6 +698,8 @@ mod errors;
 mod hotplug;
 #[path = "cli/hw.rs"]
 mod hw;
+#[path = "cli/nonroot.rs"]
+mod nonroot;
 #[path = "cli/stat_caps.rs"]
 mod stat_caps;
 #[path = "cli/stop.rs"]

@@ -275,3 +275,91 @@ pub fn has_cap(cap: u32) -> bool {
 fn read_num<T: std::str::FromStr>(path: &str) -> Option<T> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
+
+/// `CAP_IPC_LOCK`: exempts a process from the locked-memory limit on perf rings.
+pub const CAP_IPC_LOCK: u32 = 14;
+
+/// The limits on locked memory for perf ring buffers (`perf_mmap()` in
+/// kernel/events/core.c): each ring of `n` data pages locks `n + 1` pages. A user may lock
+/// `perf_event_mlock_kb` × online CPUs (charged to the user, shared by all its processes); a
+/// ring beyond that is charged to the process's pinned memory, refused with `EPERM` past
+/// `RLIMIT_MEMLOCK` — unless the process has `CAP_IPC_LOCK` or `perf_event_paranoid` is -1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LockLimits {
+    /// `/proc/sys/kernel/perf_event_mlock_kb`, if readable.
+    pub mlock_kb: Option<u64>,
+    /// Online CPUs (the per-user limit grows linearly with them).
+    pub online_cpus: u32,
+    /// This process's `RLIMIT_MEMLOCK` in KiB (soft limit); `None`: unlimited or unreadable.
+    pub memlock_kb: Option<u64>,
+    /// No limit applies: `CAP_IPC_LOCK`, or `perf_event_paranoid` is -1.
+    pub exempt: bool,
+}
+
+impl LockLimits {
+    /// Reads the limits of the calling process.
+    pub fn read() -> LockLimits {
+        let memlock_kb = fs::read_to_string("/proc/self/limits").ok().and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("Max locked memory"))?;
+            let soft = line
+                .strip_prefix("Max locked memory")?
+                .split_whitespace()
+                .next()?;
+            soft.parse::<u64>().ok().map(|b| b / 1024)
+        });
+        LockLimits {
+            mlock_kb: read_num("/proc/sys/kernel/perf_event_mlock_kb"),
+            online_cpus: target::online_cpus()
+                .map_or(1, |c| u32::try_from(c.len()).unwrap_or(u32::MAX)),
+            memlock_kb,
+            exempt: has_cap(CAP_IPC_LOCK) || read_paranoid() == Some(-1),
+        }
+    }
+
+    /// Pages of perf rings this process may lock in all, or `None` if unlimited: the user's
+    /// share (`perf_event_mlock_kb` × online CPUs; other processes of the user with rings
+    /// mapped use it too, which cannot be seen from here) plus `RLIMIT_MEMLOCK` less
+    /// `pinned_kb` already pinned by this process.
+    pub fn budget_pages(&self, page: u64, pinned_kb: u64) -> Option<u64> {
+        if self.exempt {
+            return None;
+        }
+        let page_kb = (page / 1024).max(1);
+        let user = self.mlock_kb? / page_kb * u64::from(self.online_cpus);
+        let process = self.memlock_kb?.saturating_sub(pinned_kb) / page_kb;
+        Some(user.saturating_add(process))
+    }
+}
+
+impl std::fmt::Display for LockLimits {
+    /// `perf_event_mlock_kb (516 KiB) x 2 online CPUs per user plus RLIMIT_MEMLOCK (8192 KiB)
+    /// per process`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.mlock_kb {
+            Some(kb) => write!(f, "perf_event_mlock_kb ({kb} KiB)")?,
+            None => f.write_str("perf_event_mlock_kb (unreadable)")?,
+        }
+        write!(
+            f,
+            " x {} online CPU{} per user plus RLIMIT_MEMLOCK (",
+            self.online_cpus,
+            if self.online_cpus == 1 { "" } else { "s" }
+        )?;
+        match self.memlock_kb {
+            Some(kb) => write!(f, "{kb} KiB")?,
+            None => f.write_str("unlimited")?,
+        }
+        f.write_str(") per process")
+    }
+}
+
+/// KiB this process has pinned (`VmPin` in `/proc/self/status`; 0 if unreadable).
+pub fn pinned_kb() -> u64 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let v = s.lines().find_map(|l| l.strip_prefix("VmPin:"))?;
+            v.trim().trim_end_matches("kB").trim().parse().ok()
+        })
+        .unwrap_or(0)
+}

@@ -96,6 +96,9 @@ pub enum Cause {
         /// The event is CPU-wide.
         cpu_wide: bool,
     },
+    /// `EPERM` from `mmap` of a ring (the event itself opened): the rings exceed the locked
+    /// memory this user and process may use (see [`crate::caps::LockLimits`]).
+    LockedMemory(crate::caps::LockLimits),
     /// `EINVAL` with the rule hwbp-core's validator names.
     Rule(RuleError),
     /// `EINVAL` that the validator accepts: a field hwbp sets is unknown to this kernel, or a
@@ -157,6 +160,13 @@ impl fmt::Display for Cause {
                 }
                 f.write_str("; watching another user's process needs CAP_SYS_PTRACE; run as root, grant CAP_PERFMON, or lower /proc/sys/kernel/perf_event_paranoid")
             }
+            Cause::LockedMemory(limits) => write!(
+                f,
+                "the perf rings exceed the memory this user may lock: {limits} (other \
+                 processes of this user with perf rings mapped count too), unless CAP_IPC_LOCK; \
+                 raise `ulimit -l` or /proc/sys/kernel/perf_event_mlock_kb, or run with \
+                 CAP_IPC_LOCK or as root"
+            ),
             Cause::Rule(r) => r.fmt(f),
             Cause::KernelRefused => f.write_str(
                 "the kernel refused a field hwbp-core's rules accept: a perf feature this kernel \
@@ -235,6 +245,8 @@ impl Error {
                 pieces: ctx.pieces,
                 holders: ctx.holders,
             },
+            // The event opened: the mapping's only EPERM is the locked-memory limit.
+            Errno::EPERM if op == Op::Mmap => Cause::LockedMemory(crate::caps::LockLimits::read()),
             Errno::EACCES | Errno::EPERM => Cause::Permission {
                 paranoid: crate::caps::read_paranoid(),
                 kernel: ctx.attr.is_some_and(|a| !a.exclude_kernel),
