@@ -288,10 +288,12 @@ pub fn watch_program(
     out: &mut Out,
 ) -> Result<(session::Outcome, report::Summary, ExitStatus), Failure> {
     let pid = stopped.pid();
+    // The reader first: the program's first hits must not fill a ring nobody reads yet.
+    let drainer = session::drain(sampler, symbolizer, opts)?;
     let mut child = stopped.resume_until_exit().map_err(Failure::failed)?;
     let (outcome, summary) = session::watch(
         pid,
-        sampler,
+        drainer,
         watches,
         symbolizer,
         Until::Child(&mut child),
@@ -390,9 +392,10 @@ pub fn attach(args: AttachArgs) -> Result<ExitCode, Failure> {
     let mut out = Out::to(args.report.output.as_deref())?;
     let opts = args.report.options(duration);
     crate::messages::armed_note("watching", watches.len(), pid, None);
+    let drainer = session::drain(sampler, &symbolizer, &opts)?;
     let (outcome, summary) = session::watch(
         pid,
-        sampler,
+        drainer,
         &watches,
         &mut symbolizer,
         Until::Process(pid),

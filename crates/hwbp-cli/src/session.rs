@@ -93,15 +93,29 @@ impl Memory {
     }
 }
 
-/// Runs the session; `sampler` is dropped (every event closed) before this returns.
+/// Starts the [`Drainer`] thread that empties the rings (and unwinds with `--backtrace`, from
+/// the modules mapped now). Call it before the program runs: the first hits then meet a
+/// reader already waiting, not a ring filling while the unwind tables are built.
+pub fn drain(
+    sampler: Sampler,
+    symbolizer: &Symbolizer,
+    opts: &Options,
+) -> Result<Drainer, Failure> {
+    let unwinder = opts.backtrace.then(|| Unwinder::new(symbolizer.space()));
+    Drainer::spawn(sampler, unwinder)
+        .context("starting the thread that reads the samples")
+        .map_err(Failure::failed)
+}
+
+/// Runs the session on the rings `drainer` empties; the sampler is dropped (every event
+/// closed) before this returns.
 ///
-/// The rings are emptied by a [`Drainer`] thread (which also unwinds with `--backtrace`);
-/// this loop symbolizes, filters and prints its batches, and checks between them whether
-/// the session should end.
+/// This loop symbolizes, filters and prints the drainer's batches, and checks between them
+/// whether the session should end.
 #[allow(clippy::too_many_arguments)]
 pub fn watch(
     pid: Pid,
-    sampler: Sampler,
+    drainer: Drainer,
     watches: &[WatchInfo],
     symbolizer: &mut Symbolizer,
     mut until: Until<'_>,
@@ -125,11 +139,6 @@ pub fn watch(
     if opts.json {
         out.hit(&report::start_json(pid.get(), watches, None));
     }
-    // DWARF unwind tables of the modules mapped now (rebuilt with the symbolizer's map).
-    let unwinder = opts.backtrace.then(|| Unwinder::new(symbolizer.space()));
-    let drainer = Drainer::spawn(sampler, unwinder)
-        .context("starting the thread that reads the samples")
-        .map_err(Failure::failed)?;
     let mut c = Consumer {
         pid,
         watches,
