@@ -88,8 +88,8 @@ impl ReportArgs {
     after_help = "Each hit line: time since the first hit, thread id and name, access, \
     watch, the value now in the watched bytes (read right after the hit was sampled, not at \
     the access), and the accessing instruction as function (file:line). With --stop: the \
-    program stops at each hit and the line shows the exact `old -> new`; Ctrl-C detaches and \
-    lets it finish. Exit status: CMD's (128 + N if a signal N killed it); 2 if the watches \
+    accessing thread is held at each hit and the line shows the exact `old -> new`; Ctrl-C \
+    removes the watches and lets the program finish. Exit status: CMD's (128 + N if a signal N killed it); 2 if the watches \
     cannot be set up."
 )]
 pub struct RunArgs {

@@ -44,8 +44,9 @@ use crate::trace::TraceWriter;
 /// The stop-mode flags, shared by `run` and `attach`.
 #[derive(Debug, Default, clap::Args)]
 pub struct StopArgs {
-    /// Stop mode: every thread stops at each hit; exact old -> new values (see --if, --regs,
-    /// --break). Writes and read/writes only
+    /// Stop mode: the accessing thread is held at each hit while hwbp reads the watched bytes;
+    /// exact old -> new values (see --if, --regs, --break, --stop-via). Writes and
+    /// read/writes only
     #[arg(long)]
     pub stop: bool,
     /// With --stop: add the registers at each hit
