@@ -90,6 +90,8 @@ enum Tool {
     CliAgent,
     /// The same without `-q`: one JSON line per hit written to F.
     CliAgentJson,
+    /// The same with `--backtrace`: an 8 KiB stack copy per hit, unwound by hwbp.
+    CliAgentBacktrace,
     /// `hwbp run --stop --stop-via ptrace -q --json -o F`.
     CliPtrace,
     /// The library: `AgentLaunch` + `AgentSession` with a counting handler.
@@ -106,7 +108,7 @@ enum Tool {
     InprocAgent,
 }
 
-const TOOLS: [(Tool, &str); 11] = [
+const TOOLS: [(Tool, &str); 12] = [
     (Tool::Baseline, "baseline (no watch)"),
     (
         Tool::CliAgent,
@@ -115,6 +117,10 @@ const TOOLS: [(Tool, &str); 11] = [
     (
         Tool::CliAgentJson,
         "`hwbp run --stop --json -o F` (agent, every hit written)",
+    ),
+    (
+        Tool::CliAgentBacktrace,
+        "`hwbp run --stop --backtrace --json -o F` (agent, every hit unwound and written)",
     ),
     (
         Tool::CliPtrace,
@@ -165,7 +171,13 @@ fn json_lines(path: &Path) -> Vec<serde_json::Value> {
 
 /// `hwbp run --stop`: checks the start record's backend, the summary (seen == reported == N,
 /// lost 0, exit 0) and, when every hit is written, the number of hit records.
-fn cli_hits(s: &Setup, n: u64, via: &str, quiet: bool, clock: &mut Clock) -> u64 {
+fn cli_hits(
+    s: &Setup,
+    n: u64,
+    via: &str,
+    (quiet, backtrace): (bool, bool),
+    clock: &mut Clock,
+) -> u64 {
     let mut cmd = Command::new(&s.hwbp);
     cmd.args(["run", "--stop"]);
     if via == "ptrace" {
@@ -173,6 +185,9 @@ fn cli_hits(s: &Setup, n: u64, via: &str, quiet: bool, clock: &mut Clock) -> u64
     }
     if quiet {
         cmd.arg("-q");
+    }
+    if backtrace {
+        cmd.arg("--backtrace");
     }
     let st = cmd
         .args(["--json", "-o"])
@@ -199,6 +214,16 @@ fn cli_hits(s: &Setup, n: u64, via: &str, quiet: bool, clock: &mut Clock) -> u64
     if !quiet {
         let hits = recs.len() as u64 - 2;
         assert_eq!(hits, seen, "hit records vs summary");
+    }
+    if backtrace {
+        // Every hit unwound: the store is in the workload's main, its caller is libc's.
+        for h in &recs[1..recs.len() - 1] {
+            assert_eq!(h["unwind"], "dwarf", "{h}");
+            assert!(
+                h["backtrace"].as_array().is_some_and(|b| !b.is_empty()),
+                "{h}"
+            );
+        }
     }
     seen
 }
@@ -298,9 +323,10 @@ fn run(tool: Tool, n: u64, s: &Setup) -> (f64, f64, u64) {
                 .success());
             n
         }
-        Tool::CliAgent => cli_hits(s, n, "agent", true, k),
-        Tool::CliAgentJson => cli_hits(s, n, "agent", false, k),
-        Tool::CliPtrace => cli_hits(s, n, "ptrace", true, k),
+        Tool::CliAgent => cli_hits(s, n, "agent", (true, false), k),
+        Tool::CliAgentJson => cli_hits(s, n, "agent", (false, false), k),
+        Tool::CliAgentBacktrace => cli_hits(s, n, "agent", (false, true), k),
+        Tool::CliPtrace => cli_hits(s, n, "ptrace", (true, false), k),
         Tool::LibAgent => lib_agent_hits(s, n, k),
         Tool::LibTracer => {
             let w = WatchSpec::write(Region::new(s.addr, 8));
@@ -629,6 +655,7 @@ fn main() {
         ),
         (Tool::CliAgent, "+ the CLI's handler (`hwbp run --stop -q`)"),
         (Tool::CliAgentJson, "+ one JSON line per hit"),
+        (Tool::CliAgentBacktrace, "+ an 8 KiB stack copy, unwound"),
     ];
     let (mut pw, mut pc) = (0.0, 0.0);
     for (t, label) in steps {
