@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use hwbp::caps::{Caps, Probe, SelfTest};
+use hwbp::caps::{Caps, LockLimits, Probe, SelfTest};
 use serde_json::{json, Value};
 
 use crate::messages::{self, Failure};
@@ -118,6 +118,25 @@ pub fn text(c: &Caps) -> String {
     );
     let _ = writeln!(s, "sigtrap delivery:      {}", probe_text(c.sigtrap));
     let _ = writeln!(s, "inherit_thread:        {}", probe_text(c.inherit_thread));
+    let limits = LockLimits::read();
+    let _ = writeln!(
+        s,
+        "perf ring memory:      {}",
+        if limits.exempt {
+            "unlimited (CAP_IPC_LOCK)".to_owned()
+        } else {
+            format!("{limits}: `hwbp run` shrinks its rings to fit")
+        }
+    );
+    let _ = writeln!(
+        s,
+        "stop-mode agent:       {}",
+        if hwbp::ptrace::agent::available() {
+            "yes (preloaded into programs `hwbp run --stop` starts)"
+        } else {
+            "no (not built for this target: stop mode uses ptrace)"
+        }
+    );
     let _ = writeln!(
         s,
         "self-test:             {}",
@@ -139,6 +158,7 @@ pub fn to_json(c: &Caps) -> Value {
     for (name, t) in TYPES {
         lengths.insert(name.to_owned(), json!(accepted(c, t)));
     }
+    let limits = LockLimits::read();
     json!({
         "schema": "hwbp.caps/1",
         "breakpoint_pmu_type": c.breakpoint_pmu_type,
@@ -157,6 +177,12 @@ pub fn to_json(c: &Caps) -> Value {
         "modify_attributes": probe_json(c.modify_attributes),
         "sigtrap": probe_json(c.sigtrap),
         "inherit_thread": probe_json(c.inherit_thread),
+        "ring_memory": {
+            "unlimited": limits.exempt,
+            "perf_event_mlock_kb": limits.mlock_kb,
+            "rlimit_memlock_kb": limits.memlock_kb,
+        },
+        "stop_agent": hwbp::ptrace::agent::available(),
         "self_test": match c.self_test {
             SelfTest::Hits(n) => json!({"passed": n == 1, "hits": n}),
             SelfTest::NotArmed(e) => json!({"passed": false, "error": e.to_string()}),

@@ -326,3 +326,39 @@ fn a_second_run_as_nobody_halves_its_rings_or_names_the_locked_memory_rule() {
     // No line: the fixture exits 3 without running seq.
     assert_eq!(st.code(), Some(3));
 }
+
+/// `hwbp caps` as nobody reports the locked-memory limits that make `run` shrink its rings
+/// (root, with CAP_IPC_LOCK, reports them unlimited).
+#[test]
+fn caps_as_nobody_reports_the_ring_memory_limits() {
+    let Some(c) = as_nobody_setup("caps") else {
+        return;
+    };
+    let _hw = hw_shared();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(c.hwbp())
+        .args(["caps", "--json"])
+        .current_dir(&c.dir)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mlock_kb: Option<u64> = std::fs::read_to_string("/proc/sys/kernel/perf_event_mlock_kb")
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    let paranoid_off = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .is_ok_and(|s| s.trim() == "-1");
+    assert_eq!(
+        (
+            &v["ring_memory"]["unlimited"],
+            &v["ring_memory"]["perf_event_mlock_kb"]
+        ),
+        (&Value::from(paranoid_off), &serde_json::json!(mlock_kb))
+    );
+}

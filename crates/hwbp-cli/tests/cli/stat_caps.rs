@@ -101,7 +101,21 @@ fn caps_reports_four_slots_and_a_passing_self_test() {
         serde_json::json!({"passed": true, "hits": 1})
     );
     assert_eq!(v["lengths"]["w"], serde_json::json!([1, 2, 4, 8]));
+    // x86-64: the stop-mode agent is built in.
+    assert_eq!(v["stop_agent"], cfg!(target_arch = "x86_64"));
+    let mlock_kb: Option<u64> = std::fs::read_to_string("/proc/sys/kernel/perf_event_mlock_kb")
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    assert_eq!(
+        v["ring_memory"]["perf_event_mlock_kb"],
+        serde_json::json!(mlock_kb)
+    );
     let (status, stdout, _) = run(&["caps"]);
     assert_eq!(status, 0);
     assert!(stdout.contains("\nself-test:             passed (1 watched write, 1 hit)\n"));
+    if cfg!(target_arch = "x86_64") {
+        assert!(stdout.contains(
+            "\nstop-mode agent:       yes (preloaded into programs `hwbp run --stop` starts)\n"
+        ));
+    }
 }
