@@ -202,7 +202,14 @@ fn requeue_early_signal() {
 /// Runs `hwbp run --stop`.
 pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let condition = check_args(&args.stop)?;
-    // The agent (docs/STOP_MODE.md): unless ptrace is asked for or --break needs it.
+    // The agent (docs/STOP_MODE.md): unless ptrace is asked for or --break needs it. A static
+    // or setuid program ignores LD_PRELOAD, one for another machine cannot load it, a Go
+    // runtime would replace its handler: decided from the file before it starts, so that it
+    // does not inherit the agent's descriptors and variables.
+    let why = match (args.stop.stop_via, args.stop.brk) {
+        (Via::Ptrace, _) | (_, true) => None,
+        _ => agent_unsuitable(&args.cmd[0]),
+    };
     let agent = match (args.stop.stop_via, args.stop.brk) {
         (Via::Agent, true) => {
             return Err(Failure::refused(anyhow!(
@@ -212,11 +219,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, Failure> {
             )))
         }
         (Via::Ptrace, _) | (Via::Auto, true) => None,
-        // A static or setuid program ignores LD_PRELOAD, one for another machine cannot load
-        // it, a Go runtime would replace its handler: decided before it starts, so that it
-        // does not inherit the agent's descriptors and variables.
-        (via, false) if agent_unsuitable(&args.cmd[0]).is_some() => {
-            let why = agent_unsuitable(&args.cmd[0]);
+        (via, false) if why.is_some() => {
             if via == Via::Agent {
                 return Err(agent_refused(&args.cmd[0], why));
             }

@@ -81,11 +81,6 @@ impl std::fmt::Display for Unsuitable {
     }
 }
 
-/// Whether the agent cannot be used for `program`: [`unsuitable`] says something.
-pub fn cannot_load_into(program: &std::path::Path) -> bool {
-    unsuitable(program).is_some()
-}
-
 /// Why the agent cannot be used for `program` ([`Unsuitable`]), from the file: a set-user-ID
 /// or set-group-ID program that changes this process's real ids (a secure execution: the
 /// loader ignores `LD_PRELOAD` paths), a statically linked program (no `PT_INTERP` program
@@ -600,7 +595,7 @@ fn secure_execution(file: &std::fs::File) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{cannot_load_into, fit_ranges};
+    use super::{fit_ranges, unsuitable, Unsuitable};
 
     /// An ELF header (64 bytes) with class, machine and `phnum` program headers right after
     /// it, the first of type `p_type`.
@@ -621,20 +616,28 @@ mod tests {
     fn static_and_foreign_programs_are_known_before_they_start() {
         let dir = std::env::temp_dir().join(format!("hwbp-agent-elf-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let cases: [(&str, Vec<u8>, bool); 6] = [
-            ("dynamic", elf(2, 62, 2, 3), false),
-            ("static", elf(2, 62, 2, 1), true),
-            ("elf32", elf(1, 3, 2, 3), true),
-            ("aarch64", elf(2, 183, 2, 3), true),
-            ("script", b"#!/bin/sh\nexit 0\n".to_vec(), false),
-            ("truncated", elf(2, 62, 2, 1)[..64].to_vec(), false),
+        let cases: [(&str, Vec<u8>, Option<Unsuitable>); 6] = [
+            ("dynamic", elf(2, 62, 2, 3), None),
+            (
+                "static",
+                elf(2, 62, 2, 1),
+                Some(Unsuitable::StaticallyLinked),
+            ),
+            ("elf32", elf(1, 3, 2, 3), Some(Unsuitable::ForeignMachine)),
+            (
+                "aarch64",
+                elf(2, 183, 2, 3),
+                Some(Unsuitable::ForeignMachine),
+            ),
+            ("script", b"#!/bin/sh\nexit 0\n".to_vec(), None),
+            ("truncated", elf(2, 62, 2, 1)[..64].to_vec(), None),
         ];
         for (name, bytes, want) in cases {
             let path = dir.join(name);
             std::fs::write(&path, bytes).unwrap();
-            assert_eq!(cannot_load_into(&path), want, "{name}");
+            assert_eq!(unsuitable(&path), want, "{name}");
         }
-        assert!(!cannot_load_into(&dir.join("missing")));
+        assert_eq!(unsuitable(&dir.join("missing")), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
